@@ -1,0 +1,540 @@
+"""The ``.skv`` container: a zip file whose members are hashed in a manifest.
+
+Writing streams members into the zip as the object graph is walked; array members are stored
+uncompressed with their data 64-byte aligned in the file, so a reader can memory-map them.
+Reading checks the zip's structure, sizes and digests before anything reaches numpy or json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap as _mmap
+import struct
+import sys
+import zipfile
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+
+from .._version import __version__
+from ..errors import FormatError, IntegrityError, UnsupportedVersionError
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "ContainerReader",
+    "ContainerWriter",
+    "Limits",
+    "parse_compress",
+]
+
+FORMAT_NAME = "skvault"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+GRAPH = "graph.json"
+ALIGN = 64
+_CHUNK = 8 << 20
+# Extra-field header id used for alignment padding (the id Android's zipalign uses).
+_PAD_ID = 0xD935
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+_METHODS = {"zlib": zipfile.ZIP_DEFLATED, "deflate": zipfile.ZIP_DEFLATED, "lzma": zipfile.ZIP_LZMA}
+_READABLE_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_LZMA}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds a reader enforces before it allocates anything (bytes unless said otherwise)."""
+
+    manifest: int = 16 << 20
+    graph: int = 1 << 30
+    members: int = 1_000_000
+    nodes: int = 20_000_000
+    depth: int = 400
+    name: int = 255
+    # a compressed member may expand at most this much (deflate's own ceiling is about 1032)
+    ratio: int = 1100
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def parse_compress(compress: object) -> tuple[int, int | None]:
+    """Turn the public ``compress=`` argument into a zip method and level.
+
+    Accepts ``None``/``False``/``0`` (store), ``True`` (zlib level 6), an int 1-9 (zlib at that
+    level), ``"zlib"`` or ``"lzma"``, or a ``(method, level)`` pair.
+    """
+    if compress is None or compress is False or compress == 0:
+        return zipfile.ZIP_STORED, None
+    if compress is True:
+        return zipfile.ZIP_DEFLATED, 6
+    if isinstance(compress, int) and 1 <= compress <= 9:
+        return zipfile.ZIP_DEFLATED, compress
+    if isinstance(compress, str) and compress in _METHODS:
+        return _METHODS[compress], 6 if _METHODS[compress] == zipfile.ZIP_DEFLATED else None
+    if (
+        isinstance(compress, tuple)
+        and len(compress) == 2
+        and compress[0] in _METHODS
+        and isinstance(compress[1], int)
+        and 0 <= compress[1] <= 9
+    ):
+        return _METHODS[compress[0]], compress[1]
+    raise ValueError(
+        f"compress must be None, True, a level 1-9, 'zlib', 'lzma' or (method, level); "
+        f"got {compress!r}"
+    )
+
+
+def _npy_header(dtype: np.dtype, shape: tuple[int, ...], fortran: bool) -> bytes:
+    header = {
+        "descr": np.lib.format.dtype_to_descr(dtype),
+        "fortran_order": fortran,
+        "shape": shape,
+    }
+    text = repr(header)
+    # numpy's layout: magic, version, length, the dict padded with spaces to a multiple of 64
+    for version, fmt in (((1, 0), "<H"), ((2, 0), "<I")):
+        prefix = 6 + 2 + struct.calcsize(fmt)
+        pad = -(prefix + len(text) + 1) % ALIGN
+        body = (text + " " * pad + "\n").encode("latin1")
+        if len(body) < 1 << (8 * struct.calcsize(fmt)):
+            return b"\x93NUMPY" + bytes(version) + struct.pack(fmt, len(body)) + body
+    raise ValueError("array header too large")  # pragma: no cover - needs a 4 GiB dtype descr
+
+
+def array_bytes(arr: np.ndarray) -> tuple[memoryview, bool]:
+    """Return the array's raw bytes in memory order and whether that order is Fortran's."""
+    fortran = bool(arr.flags.f_contiguous and not arr.flags.c_contiguous)
+    flat = arr.T if fortran else np.ascontiguousarray(arr)
+    return memoryview(flat.reshape(-1).view(np.uint8)), fortran
+
+
+class ContainerWriter:
+    """Writes members into a ``.skv`` zip and, on `close`, the manifest that hashes them."""
+
+    def __init__(self, fh: IO[bytes], compress: object = None) -> None:
+        self._method, self._level = parse_compress(compress)
+        self._zip = zipfile.ZipFile(fh, "w", allowZip64=True)
+        self._members: dict[str, dict[str, Any]] = {}
+        self._arrays = 0
+
+    def add_array(self, arr: np.ndarray) -> tuple[str, bool]:
+        """Store ``arr`` as a ``.npy`` member; return its name and whether it is Fortran-ordered."""
+        data, fortran = array_bytes(arr)
+        header = _npy_header(arr.dtype, arr.shape, fortran)
+        name = f"arrays/{self._arrays}.npy"
+        self._arrays += 1
+        self._write(name, (header, data), aligned=True)
+        return name, fortran
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        """Store ``data`` as member ``name``."""
+        self._write(name, (data,), aligned=False)
+
+    def _write(self, name: str, parts: tuple[bytes | memoryview, ...], *, aligned: bool) -> None:
+        size = sum(len(p) for p in parts)
+        info = zipfile.ZipInfo(name)
+        info.file_size = size
+        method = self._method if name != MANIFEST else zipfile.ZIP_STORED
+        info.compress_type = method
+        if method != zipfile.ZIP_STORED:
+            # the private spelling is the one zipfile reads on 3.11 and still honours later
+            info._compresslevel = self._level  # type: ignore[attr-defined]
+        elif aligned:
+            zip64 = size * 1.05 > zipfile.ZIP64_LIMIT
+            start = self._zip.start_dir + 30 + len(name.encode()) + (20 if zip64 else 0)
+            pad = -(start + 6) % ALIGN
+            info.extra = struct.pack("<HHH", _PAD_ID, 2 + pad, ALIGN) + bytes(pad)
+        digest = hashlib.sha256()
+        with self._zip.open(info, "w") as out:
+            if method == zipfile.ZIP_STORED and aligned and self._zip.fp.tell() % ALIGN:
+                raise RuntimeError("internal error: member data is not aligned")  # pragma: no cover
+            for part in parts:
+                view = memoryview(part)
+                for i in range(0, len(view), _CHUNK):
+                    chunk = view[i : i + _CHUNK]
+                    digest.update(chunk)
+                    out.write(chunk)
+        if method != zipfile.ZIP_STORED and info.compress_size * DEFAULT_LIMITS.ratio < size:
+            # a reader would take this member for a zip bomb; this cannot happen with deflate
+            raise RuntimeError(f"member {name} compresses beyond the allowed ratio")
+        self._members[name] = {"size": size, "sha256": digest.hexdigest()}
+
+    def close(self, extra: dict[str, Any] | None = None) -> None:
+        """Write the manifest, which records the digest of every member, and finish the zip."""
+        manifest: dict[str, Any] = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "created_by": {"library": "skvault", "version": __version__},
+            "packages": _package_versions(),
+            "graph": GRAPH,
+            "members": self._members,
+        }
+        if extra:
+            manifest.update(extra)
+        data = json.dumps(manifest, indent=1, sort_keys=False).encode("utf-8")
+        self._write(MANIFEST, (data,), aligned=False)
+        del self._members[MANIFEST]
+        self._zip.close()
+
+    def abort(self) -> None:
+        """Release the zip after a failure; the output is incomplete and must be discarded."""
+        try:
+            self._zip.close()
+        except Exception:  # the error that led here is the one worth reporting
+            pass
+
+
+def _package_versions() -> dict[str, str]:
+    import scipy
+    import sklearn
+
+    return {
+        "python": ".".join(map(str, sys.version_info[:3])),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+@dataclass
+class _Member:
+    info: zipfile.ZipInfo
+    end_bound: int  # where the next member or the central directory begins
+    size: int
+    sha256: str
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate key {dup!r}")
+    return out
+
+
+def _reject_constant(token: str) -> None:
+    raise ValueError(f"non-standard JSON token {token}")
+
+
+def parse_json(data: bytes, member: str) -> Any:
+    """Parse strict JSON (no NaN tokens, no duplicate keys), raising `FormatError` when bad."""
+    try:
+        return json.loads(
+            data.decode("utf-8"),
+            object_pairs_hook=_reject_duplicate_keys,
+            parse_constant=_reject_constant,
+        )
+    except RecursionError:
+        raise FormatError(f"{member} is nested too deeply", member=member) from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FormatError(f"{member} is not valid JSON: {exc}", member=member) from None
+
+
+def _valid_member_name(name: str, limit: int) -> bool:
+    if not name or len(name) > limit or name.startswith("/") or "\\" in name:
+        return False
+    parts = name.split("/")
+    return all(p and p not in (".", "..") and p.isprintable() for p in parts)
+
+
+class ContainerReader:
+    """Opens a ``.skv`` zip, checks its structure and manifest, and serves verified members.
+
+    Nothing here imports or constructs anything named by the file.
+    """
+
+    def __init__(self, fh: IO[bytes], *, limits: Limits = DEFAULT_LIMITS) -> None:
+        self._fh = fh
+        self.limits = limits
+        fh.seek(0, 2)
+        self._file_size = fh.tell()
+        fh.seek(0)
+        try:
+            self._zip = zipfile.ZipFile(fh, "r")
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+            raise FormatError(f"not a .skv file (not a readable zip archive: {exc})") from None
+        except (ValueError, struct.error, OverflowError, IndexError) as exc:
+            raise FormatError(f"not a .skv file (corrupt zip structure: {exc})") from None
+        self._mmap: _mmap.mmap | None = None
+        infos = self._zip.infolist()
+        if len(infos) > limits.members:
+            raise FormatError(f"the archive has {len(infos)} members, over the limit")
+        self.manifest = self._read_manifest(infos)
+        self._members = self._index_members(infos)
+
+    # -- structure -------------------------------------------------------------------------
+    def _read_manifest(self, infos: list[zipfile.ZipInfo]) -> dict[str, Any]:
+        infos_by_name: dict[str, zipfile.ZipInfo] = {}
+        for info in infos:
+            if not _valid_member_name(info.filename, self.limits.name):
+                raise FormatError(f"forbidden member name {info.filename!r}", member=info.filename)
+            if info.filename in infos_by_name:
+                raise FormatError(f"duplicate member name {info.filename!r}", member=info.filename)
+            infos_by_name[info.filename] = info
+        info = infos_by_name.get(MANIFEST)
+        if info is None:
+            raise FormatError("not a .skv file: it has no manifest.json")
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise FormatError("manifest.json must be stored uncompressed", member=MANIFEST)
+        if info.file_size > self.limits.manifest:
+            raise FormatError("manifest.json is over the size limit", member=MANIFEST)
+        self._infos_by_name = infos_by_name
+        raw = self._read_raw(info, self._bound_for(info, infos), info.file_size)
+        manifest = parse_json(raw, MANIFEST)
+        _check_manifest(manifest)
+        return manifest
+
+    def _bound_for(self, info: zipfile.ZipInfo, infos: list[zipfile.ZipInfo]) -> int:
+        later = [i.header_offset for i in infos if i.header_offset > info.header_offset]
+        return min(later, default=self._central_directory_start())
+
+    def _central_directory_start(self) -> int:
+        return int(getattr(self._zip, "start_dir", self._file_size))
+
+    def _index_members(self, infos: list[zipfile.ZipInfo]) -> dict[str, _Member]:
+        listed: dict[str, Any] = self.manifest["members"]
+        names = set(self._infos_by_name) - {MANIFEST}
+        if names != set(listed):
+            missing = sorted(set(listed) - names)
+            extra = sorted(names - set(listed))
+            raise FormatError(
+                f"the archive's members do not match the manifest (missing: {missing[:5]}, "
+                f"not listed: {extra[:5]})"
+            )
+        ordered = sorted(infos, key=lambda i: i.header_offset)
+        bounds = [i.header_offset for i in ordered[1:]] + [self._central_directory_start()]
+        members: dict[str, _Member] = {}
+        for info, bound in zip(ordered, bounds):
+            if info.filename == MANIFEST:
+                continue
+            entry = listed[info.filename]
+            if info.flag_bits & 0x1:
+                raise FormatError("encrypted members are not supported", member=info.filename)
+            if info.compress_type not in _READABLE_METHODS:
+                raise FormatError(
+                    f"unsupported compression method {info.compress_type}", member=info.filename
+                )
+            if info.file_size != entry["size"]:
+                raise IntegrityError(
+                    f"{info.filename}: size {info.file_size} differs from the manifest's "
+                    f"{entry['size']}",
+                    member=info.filename,
+                )
+            if info.compress_size > bound - info.header_offset:
+                raise FormatError("member overlaps the next one", member=info.filename)
+            if (
+                info.compress_type != zipfile.ZIP_STORED
+                and info.file_size > max(info.compress_size, 1024) * self.limits.ratio
+            ):
+                raise FormatError(
+                    "compressed member expands beyond the allowed ratio (zip bomb?)",
+                    member=info.filename,
+                )
+            if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+                raise FormatError("stored member with inconsistent sizes", member=info.filename)
+            members[info.filename] = _Member(info, bound, entry["size"], entry["sha256"])
+        return members
+
+    def _data_offset(self, info: zipfile.ZipInfo, bound: int) -> int:
+        if info.header_offset + _LOCAL_HEADER.size > bound:
+            raise FormatError("truncated local header", member=info.filename)
+        self._fh.seek(info.header_offset)
+        raw = self._fh.read(_LOCAL_HEADER.size)
+        if len(raw) != _LOCAL_HEADER.size:
+            raise FormatError("truncated local header", member=info.filename)
+        fields = _LOCAL_HEADER.unpack(raw)
+        if fields[0] != b"PK\x03\x04":
+            raise FormatError("bad local header signature", member=info.filename)
+        name_len, extra_len = fields[10], fields[11]
+        name = self._fh.read(name_len)
+        if name.decode("utf-8", "replace") != info.filename and name.decode(
+            "cp437", "replace"
+        ) != info.filename:
+            raise FormatError("local header names another member", member=info.filename)
+        offset = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+        if offset + info.compress_size > bound:
+            raise FormatError("member data runs past its bounds (truncated?)", member=info.filename)
+        return offset
+
+    # -- reading -----------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        """Return the names of the hashed members (every member but the manifest)."""
+        return list(self._members)
+
+    def member_size(self, name: str) -> int:
+        """Return the uncompressed size of member ``name``."""
+        return self._member(name).size
+
+    def _member(self, name: str) -> _Member:
+        try:
+            return self._members[name]
+        except KeyError:
+            raise FormatError(f"the graph references a missing member {name!r}") from None
+
+    def _read_raw(self, info: zipfile.ZipInfo, bound: int, size: int) -> bytes:
+        if info.compress_type == zipfile.ZIP_STORED:
+            offset = self._data_offset(info, bound)
+            self._fh.seek(offset)
+            data = self._fh.read(size)
+        else:
+            buf = bytearray(size)
+            self._decompress_into(info, memoryview(buf))
+            data = bytes(buf)
+        if len(data) != size:
+            raise FormatError("member is truncated", member=info.filename)
+        return data
+
+    def _decompress_into(self, info: zipfile.ZipInfo, out: memoryview) -> None:
+        try:
+            with self._zip.open(info) as src:
+                pos = 0
+                while pos < len(out):
+                    chunk = src.read(min(_CHUNK, len(out) - pos))
+                    if not chunk:
+                        break
+                    out[pos : pos + len(chunk)] = chunk
+                    pos += len(chunk)
+                if pos != len(out) or src.read(1):
+                    raise FormatError("compressed member has the wrong size", member=info.filename)
+        except FormatError:
+            raise
+        except Exception as exc:  # zlib.error, lzma.LZMAError, BadZipFile, EOFError, ...
+            raise FormatError(f"cannot decompress member: {exc}", member=info.filename) from None
+
+    def read_bytes(self, name: str, limit: int) -> bytes:
+        """Return member ``name`` after checking its size against ``limit`` and its digest."""
+        member = self._member(name)
+        if member.size > limit:
+            raise FormatError(f"{name} is over the size limit ({member.size} bytes)", member=name)
+        data = self._read_raw(member.info, member.end_bound, member.size)
+        _verify(name, hashlib.sha256(data).hexdigest(), member.sha256)
+        return data
+
+    def read_array(
+        self,
+        name: str,
+        dtype: np.dtype,
+        shape: tuple[int, ...],
+        fortran: bool,
+        *,
+        mmap: bool = False,
+    ) -> np.ndarray:
+        """Return the array stored in member ``name``, checked against the expected layout.
+
+        With ``mmap=True`` a stored member becomes a read-only view of the memory-mapped file
+        (no copy; its digest is not computed, as that would read every page).
+        """
+        member = self._member(name)
+        header = _npy_header(dtype, shape, fortran)
+        nbytes = dtype.itemsize * _prod(shape)
+        if member.size != len(header) + nbytes:
+            raise FormatError(
+                f"{name}: member holds {member.size} bytes but an array of shape {shape} "
+                f"and dtype {dtype} needs {len(header) + nbytes}",
+                member=name,
+            )
+        order = "F" if fortran else "C"
+        info = member.info
+        if info.compress_type == zipfile.ZIP_STORED:
+            offset = self._data_offset(info, member.end_bound)
+            data_offset = offset + len(header)
+            if data_offset % ALIGN:
+                raise FormatError("array data is not 64-byte aligned", member=name)
+            self._fh.seek(offset)
+            got = self._fh.read(len(header))
+            if got != header:
+                raise FormatError(
+                    f"{name}: .npy header does not match the graph's dtype and shape", member=name
+                )
+            if mmap and self._can_mmap():
+                assert self._mmap is not None
+                return np.ndarray(shape, dtype, buffer=self._mmap, offset=data_offset, order=order)
+            arr = np.empty(shape, dtype, order=order)
+            digest = hashlib.sha256(header)
+            view = _raw_view(arr)
+            pos = 0
+            while pos < nbytes:
+                n = self._fh.readinto(view[pos : pos + _CHUNK])
+                if not n:
+                    raise FormatError(f"{name} is truncated", member=name)
+                digest.update(view[pos : pos + n])
+                pos += n
+            _verify(name, digest.hexdigest(), member.sha256)
+            return arr
+        buf = bytearray(member.size)
+        self._decompress_into(info, memoryview(buf))
+        _verify(name, hashlib.sha256(buf).hexdigest(), member.sha256)
+        if bytes(buf[: len(header)]) != header:
+            raise FormatError(
+                f"{name}: .npy header does not match the graph's dtype and shape", member=name
+            )
+        arr = np.empty(shape, dtype, order=order)
+        _raw_view(arr)[:] = memoryview(buf)[len(header) :]
+        return arr
+
+    def _can_mmap(self) -> bool:
+        if self._mmap is None:
+            try:
+                fileno = self._fh.fileno()
+                self._mmap = _mmap.mmap(fileno, 0, access=_mmap.ACCESS_READ)
+            except (AttributeError, OSError, ValueError):
+                return False
+        return True
+
+    def close(self) -> None:
+        """Close the zip; memory-mapped arrays already handed out stay valid."""
+        self._zip.close()
+
+
+def _raw_view(arr: np.ndarray) -> memoryview:
+    flat = arr.T if arr.flags.f_contiguous and not arr.flags.c_contiguous else arr
+    return memoryview(flat.reshape(-1).view(np.uint8))
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    n = 1
+    for dim in shape:
+        n *= dim
+    return n
+
+
+def _verify(name: str, actual: str, expected: str) -> None:
+    if actual != expected:
+        raise IntegrityError(
+            f"{name}: SHA-256 {actual} differs from the manifest's {expected}", member=name
+        )
+
+
+def _check_manifest(manifest: object) -> None:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise FormatError("not a .skv file: manifest.json does not declare format 'skvault'")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise FormatError(f"invalid format_version {version!r}", member=MANIFEST)
+    if version > FORMAT_VERSION:
+        raise UnsupportedVersionError(
+            f"this file uses .skv format version {version}; this skvault ({__version__}) reads "
+            f"versions up to {FORMAT_VERSION}. Upgrade skvault to load it.",
+            version=version,
+        )
+    if manifest.get("graph") != GRAPH:
+        raise FormatError("manifest.json must name graph.json as its graph", member=MANIFEST)
+    members = manifest.get("members")
+    if not isinstance(members, dict) or GRAPH not in members:
+        raise FormatError("manifest.json has no valid 'members' table", member=MANIFEST)
+    for name, entry in members.items():
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("size"), int)
+            and not isinstance(entry.get("size"), bool)
+            and entry["size"] >= 0
+            and isinstance(entry.get("sha256"), str)
+            and len(entry["sha256"]) == 64
+        ):
+            raise FormatError(f"manifest entry for {name!r} is malformed", member=MANIFEST)
+

@@ -1,0 +1,94 @@
+"""Resolve the ``file`` argument of the public API: a path, or a binary file object."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Union
+
+FileLike = Union[str, "os.PathLike[str]", IO[bytes], bytes]
+
+__all__ = ["FileLike", "atomic_output", "is_path", "open_input"]
+
+
+def is_path(file: object) -> bool:
+    """Return whether ``file`` names a path rather than being an open file object."""
+    return isinstance(file, (str, os.PathLike))
+
+
+@contextlib.contextmanager
+def open_input(file: FileLike) -> Iterator[IO[bytes]]:
+    """Yield a readable, seekable binary file for a path, file object or bytes.
+
+    A file opened here is closed on exit; a caller's file object is left open.
+    """
+    if is_path(file):
+        with open(file, "rb") as fh:  # type: ignore[arg-type]
+            yield fh
+        return
+    if isinstance(file, (bytes, bytearray, memoryview)):
+        yield io.BytesIO(file)
+        return
+    if not hasattr(file, "read"):
+        raise TypeError(f"file must be a path or a binary file object, not {type(file).__name__}")
+    fh = file  # type: ignore[assignment]
+    if not _seekable(fh):
+        # zip needs random access: spool a pipe or socket into memory first
+        fh = io.BytesIO(fh.read())
+    yield fh
+
+
+def _seekable(fh: object) -> bool:
+    try:
+        return bool(fh.seekable())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def atomic_output(file: FileLike) -> Iterator[IO[bytes]]:
+    """Yield a writable binary file; for a path, replace the target only once all is written.
+
+    The data goes to a temporary file in the target's folder, is flushed and fsynced, then renamed
+    over the target, so an error or a crash never leaves a partial file in place of a good one.
+    """
+    if not is_path(file):
+        if not hasattr(file, "write"):
+            raise TypeError(
+                f"file must be a path or a binary file object, not {type(file).__name__}"
+            )
+        yield file  # type: ignore[misc]
+        return
+    target = os.fspath(file)  # type: ignore[arg-type]
+    folder = os.path.dirname(os.path.abspath(target))
+    fd, tmp = tempfile.mkstemp(prefix=".skv-", suffix=".tmp", dir=folder)
+    try:
+        # mkstemp makes the file private (0600); give it the mode the target has or a plain one
+        try:
+            mode = os.stat(target).st_mode & 0o777
+        except OSError:
+            mode = 0o644
+        os.chmod(tmp, mode)
+        with os.fdopen(fd, "w+b") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: str) -> None:
+    # makes the rename itself durable; not every platform lets a folder be opened
+    with contextlib.suppress(OSError):
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)

@@ -1,0 +1,343 @@
+"""The object graph: Python objects to JSON nodes and back, through the reducer registry.
+
+A graph is ``{"nodes": [node, ...], "root": value}``. A *value* is ``null``, ``true``/``false``,
+a string, an integer, a finite float, or a reference ``{"ref": i}`` to node ``i``. A node is a JSON
+object with a ``"kind"`` naming the reducer that wrote it. Nodes are listed children first, so a
+reference always points backward (to a smaller index than the node holding it): a graph cannot
+contain a cycle, a node referenced twice is one shared object after loading, and a reader builds
+the nodes in list order without recursion.
+
+Reading is three phases: `GraphReader.__init__` checks the structure and every reference (no
+imports), `GraphReader.required_globals` lists what the file asks to resolve (for the audit), and
+`GraphReader.construct` builds the objects, resolving names only through the trust policy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import FormatError, UnsupportedTypeError
+from ._trust import TrustPolicy, is_valid_name, resolve
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ._container import ContainerReader, ContainerWriter, Limits
+
+__all__ = [
+    "GraphReader",
+    "GraphWriter",
+    "Reducer",
+    "Registry",
+    "child_path",
+    "qualified_name",
+]
+
+INT_LIMIT = 2**63  # integers at or beyond this magnitude go through an "int" node
+
+
+def qualified_name(cls: type) -> str:
+    """Return ``module.qualname`` of a class, the form used in files and allow-lists."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def child_path(path: str, key: object, *, attr: bool = False) -> str:
+    """Extend a location such as ``steps[1]`` by an item index/key or an attribute name."""
+    if attr and isinstance(key, str):
+        return f"{path}.{key}"
+    return f"{path}[{key!r}]"
+
+
+def display_path(path: object) -> str:
+    """Return ``path`` as shown to people: no leading dot, ``<root>`` when empty."""
+    return str(path).lstrip(".") or "<root>"
+
+
+class Reducer:
+    """One type family: how its objects become nodes (`reduce`) and nodes objects (`construct`).
+
+    Subclasses set `kind` (the node's ``"kind"``), list the exact Python types they handle in
+    `types`, or override `accepts` for a family matched by a rule rather than by exact type.
+    """
+
+    kind: ClassVar[str]
+    types: ClassVar[tuple[type, ...]] = ()
+
+    def accepts(self, obj: object) -> bool:
+        """Return whether this reducer handles ``obj`` (used only when no exact type matched)."""
+        return False
+
+    def reduce(self, obj: Any, w: GraphWriter, path: str) -> dict[str, Any]:
+        """Return the node's fields (without ``"kind"``); children go through ``w.value``."""
+        raise NotImplementedError
+
+    def globals(self, node: dict[str, Any]) -> list[str]:
+        """Return the fully qualified names this node asks the loader to resolve."""
+        return []
+
+    def construct(self, node: dict[str, Any], r: GraphReader, path: str) -> Any:
+        """Build the object a node describes; children come from ``r.value``."""
+        raise NotImplementedError
+
+    def describe(self, node: dict[str, Any]) -> str:
+        """Return a short type label for ``node``, for inspection."""
+        return self.kind
+
+    def children(self, node: dict[str, Any]) -> Iterator[tuple[int, str]]:
+        """Yield ``(node index, location label)`` for each reference in ``node``."""
+        for key, field in node.items():
+            if key == "kind":
+                continue
+            if isinstance(field, dict):
+                yield field["ref"], f".{key}"
+            elif isinstance(field, list):
+                for i, item in enumerate(field):
+                    if isinstance(item, dict):
+                        yield item["ref"], f"[{i}]" if key == "items" else f".{key}[{i}]"
+
+
+class Registry:
+    """All reducers, found by exact type when writing and by node kind when reading."""
+
+    def __init__(self) -> None:
+        self.by_kind: dict[str, Reducer] = {}
+        self._by_type: dict[type, Reducer] = {}
+        self._rules: list[Reducer] = []
+
+    def register(self, reducer: Reducer) -> Reducer:
+        """Add ``reducer``; exact types are tried before rules, rules in registration order."""
+        if reducer.kind in self.by_kind:
+            raise ValueError(f"kind {reducer.kind!r} registered twice")
+        self.by_kind[reducer.kind] = reducer
+        for t in reducer.types:
+            self._by_type[t] = reducer
+        if type(reducer).accepts is not Reducer.accepts:
+            self._rules.append(reducer)
+        return reducer
+
+    def for_object(self, obj: object) -> Reducer | None:
+        """Return the reducer for ``obj``, or None when nothing can represent it."""
+        reducer = self._by_type.get(type(obj))
+        if reducer is not None:
+            return reducer
+        for rule in self._rules:
+            if rule.accepts(obj):
+                return rule
+        return None
+
+
+class GraphWriter:
+    """Turns an object into graph nodes, writing arrays to the container as it goes."""
+
+    def __init__(self, registry: Registry, container: ContainerWriter, max_depth: int) -> None:
+        self.registry = registry
+        self.container = container
+        self.nodes: list[dict[str, Any]] = []
+        self._memo: dict[int, int] = {}
+        self._active: set[int] = set()
+        # ids are only unique while objects live: keep every object seen (including temporary
+        # state dicts made by __getstate__) alive until the graph is complete
+        self._keep: list[object] = []
+        self._depth = 0
+        self._max_depth = max_depth
+
+    def value(self, obj: object, path: str) -> Any:
+        """Return the JSON value for ``obj``: inline when it is a plain scalar, else a reference."""
+        t = type(obj)
+        if obj is None or t is bool or t is str:
+            return obj
+        if t is int and -INT_LIMIT < obj < INT_LIMIT:  # type: ignore[operator]
+            return obj
+        if t is float and math.isfinite(obj):  # type: ignore[arg-type]
+            return obj
+        key = id(obj)
+        if key in self._memo:
+            return {"ref": self._memo[key]}
+        if key in self._active:
+            raise UnsupportedTypeError(
+                display_path(path), qualified_name(t), "the object contains itself (a cycle)"
+            )
+        reducer = self.registry.for_object(obj)
+        if reducer is None:
+            raise UnsupportedTypeError(display_path(path), qualified_name(t), _why_unsupported(obj))
+        if self._depth >= self._max_depth:
+            raise UnsupportedTypeError(
+                display_path(path), qualified_name(t), "the object is nested too deeply"
+            )
+        self._active.add(key)
+        self._keep.append(obj)
+        self._depth += 1
+        try:
+            fields = reducer.reduce(obj, self, path)
+        finally:
+            self._depth -= 1
+            self._active.discard(key)
+        # post-order: children got their indices first, so references point backward
+        index = len(self.nodes)
+        self.nodes.append({"kind": reducer.kind, **fields})
+        self._memo[key] = index
+        return {"ref": index}
+
+    def keep(self, obj: object) -> None:
+        """Keep a temporary object alive until the graph is written (see ``_keep``)."""
+        self._keep.append(obj)
+
+    def graph(self, root: Any) -> dict[str, Any]:
+        """Return the finished graph document."""
+        return {"nodes": self.nodes, "root": root}
+
+
+def _why_unsupported(obj: object) -> str:
+    name = getattr(obj, "__qualname__", "")
+    if "<lambda>" in name:
+        return "lambdas cannot be saved without pickle; use a named module-level function"
+    if "<locals>" in name:
+        return "functions defined inside functions (closures) cannot be saved without pickle"
+    if hasattr(obj, "read") or hasattr(obj, "fileno"):
+        return "open files and streams cannot be saved"
+    return (
+        "it has no safe representation: skvault saves builtin containers and scalars, numpy and "
+        "scipy data, importable functions and classes, and objects whose state is a plain "
+        "__dict__ (the scikit-learn convention)"
+    )
+
+
+class Where:
+    """A node's location in the graph, worked out only when an error message needs it."""
+
+    def __init__(self, reader: GraphReader, index: int) -> None:
+        self._reader = reader
+        self._index = index
+
+    def __str__(self) -> str:
+        return self._reader.path_of(self._index)
+
+    def __add__(self, other: str) -> str:
+        return str(self) + other
+
+
+class GraphReader:
+    """Parses a graph document and constructs its objects under a trust policy."""
+
+    def __init__(
+        self,
+        doc: object,
+        registry: Registry,
+        container: ContainerReader | None,
+        limits: Limits,
+    ) -> None:
+        self.registry = registry
+        self.container = container
+        self.limits = limits
+        if not isinstance(doc, dict) or set(doc) != {"nodes", "root"}:
+            raise FormatError("graph.json must be an object with exactly 'nodes' and 'root'")
+        nodes = doc["nodes"]
+        if not isinstance(nodes, list):
+            raise FormatError("graph.json: 'nodes' must be a list")
+        if len(nodes) > limits.nodes:
+            raise FormatError(f"graph.json has {len(nodes)} nodes, over the limit")
+        self.nodes: list[dict[str, Any]] = nodes
+        for index, node in enumerate(nodes):
+            if not isinstance(node, dict) or not isinstance(node.get("kind"), str):
+                raise FormatError(f"graph node {index} is not an object with a 'kind'")
+            if node["kind"] not in registry.by_kind:
+                raise FormatError(f"graph node {index} has unknown kind {node['kind']!r}")
+            for key, field in node.items():
+                if key != "kind":
+                    _check_refs(field, index)
+        self.root = doc["root"]
+        _check_refs(self.root, len(nodes))
+        self._built: list[Any] = []
+        self._parents: dict[int, tuple[int, str]] | None = None
+        self.policy: TrustPolicy | None = None
+        self.mmap = False
+
+    def reducer(self, index: int) -> Reducer:
+        """Return the reducer that handles node ``index``."""
+        return self.registry.by_kind[self.nodes[index]["kind"]]
+
+    def required_globals(self) -> list[str]:
+        """Return every fully qualified name the graph asks to resolve, sorted and unique."""
+        names: set[str] = set()
+        for index, node in enumerate(self.nodes):
+            for name in self.reducer(index).globals(node):
+                if not is_valid_name(name):
+                    raise FormatError(f"graph node {index} names a malformed global {name!r}")
+                names.add(name)
+        return sorted(names)
+
+    def construct(self, policy: TrustPolicy, *, mmap: bool = False) -> Any:
+        """Audit every global against ``policy``, then build and return the root object.
+
+        Nodes are built in list order; every reference points to an already built node.
+        """
+        policy.check(self.required_globals())
+        self.policy = policy
+        self.mmap = mmap
+        self._built = []
+        for index, node in enumerate(self.nodes):
+            self._built.append(self.reducer(index).construct(node, self, Where(self, index)))
+        return self.value(self.root)
+
+    def resolve(self, name: str) -> Any:
+        """Resolve a global through the trust policy (the only way construction imports)."""
+        assert self.policy is not None, "construct() sets the policy"
+        return resolve(name, self.policy)
+
+    def value(self, value: Any) -> Any:
+        """Return the object for a JSON value (a reference returns the node built for it)."""
+        if isinstance(value, dict):
+            return self._built[value["ref"]]
+        return value
+
+    def array(
+        self, name: str, dtype: np.dtype, shape: tuple[int, ...], fortran: bool
+    ) -> np.ndarray:
+        """Read an array member through the container (copied, or memory-mapped when asked)."""
+        if self.container is None:
+            raise FormatError("this graph has no container to read arrays from")
+        return self.container.read_array(name, dtype, shape, fortran, mmap=self.mmap)
+
+    def path_of(self, index: int) -> str:
+        """Return where node ``index`` sits below the root, as in ``steps[1][1].tree_``."""
+        if self._parents is None:
+            self._parents = {}
+            for parent in range(len(self.nodes) - 1, -1, -1):
+                for child, label in self.reducer(parent).children(self.nodes[parent]):
+                    self._parents.setdefault(child, (parent, label))
+        parts = []
+        seen = set()
+        while index in self._parents and index not in seen:
+            seen.add(index)
+            index, label = self._parents[index]
+            parts.append(label)
+        if not (isinstance(self.root, dict) and self.root.get("ref") == index):
+            parts.append(f"<node {index}>")
+        return display_path("".join(reversed(parts)))
+
+
+def _check_refs(value: Any, holder: int) -> None:
+    """Check that every object inside a node's field is a backward reference to a real node."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            ref = item.get("ref")
+            if len(item) != 1 or type(ref) is not int:
+                raise FormatError(f"graph node {holder}: objects inside nodes must be references")
+            if not 0 <= ref < holder:
+                raise FormatError(
+                    f"graph node {holder} references node {ref}, which is missing or not "
+                    "earlier in the list (cycles and forward references are not allowed)"
+                )
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def expect(node: dict[str, Any], key: str, check: Callable[[Any], bool], what: str) -> Any:
+    """Return ``node[key]`` if it passes ``check``, else raise a `FormatError` saying ``what``."""
+    if key not in node or not check(node[key]):
+        raise FormatError(f"{node.get('kind')} node: '{key}' must be {what}")
+    return node[key]
