@@ -26,7 +26,9 @@ from sklearn.base import BaseEstimator
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "skvault" / "format" / "allowlist.txt"
 
-BUILTIN_TYPES = "bool int float complex str bytes bytearray object list tuple dict set frozenset slice"
+BUILTIN_TYPES = (
+    "bool int float complex str bytes bytearray object list tuple dict set frozenset slice"
+)
 BUILTIN_FUNCTIONS = "abs len max min round sum"
 MATH_FUNCTIONS = "ceil exp expm1 fabs floor log log10 log1p log2 sqrt"
 
@@ -44,7 +46,8 @@ SCIPY_SPECIAL = """
 """
 SCIPY_CLASSES = {
     "scipy.sparse": [
-        f"{fmt}_{kind}" for fmt in ("bsr", "coo", "csc", "csr", "dia", "dok", "lil")
+        f"{fmt}_{kind}"
+        for fmt in ("bsr", "coo", "csc", "csr", "dia", "dok", "lil")
         for kind in ("matrix", "array")
     ],
     "scipy.interpolate": ["BSpline"],
@@ -138,7 +141,9 @@ def numpy_names() -> tuple[set[str], set[str]]:
         if inspect.isclass(obj) and issubclass(obj, np.generic) and _findable(_name(obj), obj):
             types.add(_name(obj))
     types.add("numpy.ndarray")
-    functions = {f"numpy.{n}" for n, v in vars(np).items() if isinstance(v, np.ufunc) and v.__name__ == n}
+    functions = {
+        f"numpy.{n}" for n, v in vars(np).items() if isinstance(v, np.ufunc) and v.__name__ == n
+    }
     for n in NUMPY_FUNCTIONS.split():
         obj = getattr(np, n)
         name = f"numpy.{n}" if isinstance(obj, np.ufunc) else _name(obj)
@@ -167,9 +172,11 @@ def main() -> None:
     warnings.simplefilter("ignore")
     np_types, np_functions = numpy_names()
     sections = [
-        ("Python builtin types (as values, e.g. dtype=float) and pure builtin functions",
-         {f"builtins.{n}" for n in (BUILTIN_TYPES + " " + BUILTIN_FUNCTIONS).split()}
-         | {f"math.{n}" for n in MATH_FUNCTIONS.split()}),
+        (
+            "Python builtin types (as values, e.g. dtype=float) and pure builtin functions",
+            {f"builtins.{n}" for n in (BUILTIN_TYPES + " " + BUILTIN_FUNCTIONS).split()}
+            | {f"math.{n}" for n in MATH_FUNCTIONS.split()},
+        ),
         ("numpy scalar types", np_types),
         ("numpy ufuncs and reviewed pure numpy functions", np_functions),
         ("scipy: sparse containers, B-splines, pure scipy.special functions", scipy_names()),

@@ -1,7 +1,7 @@
 """skvault: safe, fast, reproducible persistence for scikit-learn models."""
 
 from . import errors
-from ._api import dump, dumps, get_untrusted_types, load, loads
+from ._api import dump, dumps, get_untrusted_types, inspect, load, loads
 from ._version import __version__
 from .errors import (
     FormatError,
@@ -26,6 +26,7 @@ __all__ = [
     "dumps",
     "errors",
     "get_untrusted_types",
+    "inspect",
     "load",
     "loads",
 ]

@@ -9,7 +9,7 @@ from typing import Any
 from .format import TrustPolicy, open_artifact, write_artifact
 from .format._files import FileLike
 
-__all__ = ["dump", "dumps", "get_untrusted_types", "load", "loads"]
+__all__ = ["dump", "dumps", "get_untrusted_types", "inspect", "load", "loads"]
 
 
 def dump(obj: Any, file: FileLike, *, compress: object = None) -> None:
@@ -110,3 +110,23 @@ def get_untrusted_types(file: FileLike) -> list[str]:
     """
     with open_artifact(file) as artifact:
         return artifact.untrusted(TrustPolicy())
+
+
+def inspect(file: FileLike) -> dict[str, Any]:
+    """Describe an artifact without loading it: object tree, arrays, manifest, untrusted names.
+
+    Safe on any file: nothing named by the file is imported or constructed.
+
+    Parameters
+    ----------
+    file : str, os.PathLike, binary file object or bytes
+        The artifact.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable report with keys ``file_size``, ``format_version``, ``created_by``,
+        ``packages``, ``members``, ``member_bytes``, ``globals``, ``untrusted`` and ``tree``.
+    """
+    with open_artifact(file) as artifact:
+        return artifact.describe()

@@ -24,6 +24,7 @@ from ._container import (
 )
 from ._files import FileLike, atomic_output, open_input
 from ._graph import GraphReader, GraphWriter
+from ._inspect import describe
 from ._trust import TrustPolicy, default_allowlist
 from .reducers import REGISTRY
 
@@ -50,6 +51,10 @@ class Artifact:
         """Return the names in the graph that ``policy`` refuses."""
         return policy.untrusted(self.graph.required_globals())
 
+    def describe(self) -> dict[str, Any]:
+        """Return a JSON-ready report of the artifact, building nothing."""
+        return describe(self.graph, self.manifest, self.container.file_size)
+
     def construct(self, policy: TrustPolicy, *, mmap: bool = False) -> Any:
         """Audit against ``policy`` and build the root object."""
         try:
@@ -67,7 +72,7 @@ def open_artifact(file: FileLike, *, limits: Limits = DEFAULT_LIMITS) -> Iterato
     with open_input(file) as fh:
         try:
             container = ContainerReader(fh, limits=limits)
-            doc = parse_json(container.read_bytes(GRAPH, limits.graph), GRAPH)
+            doc = parse_json(container.read_bytes(GRAPH, limits.graph), GRAPH, strict_keys=False)
             graph = GraphReader(doc, REGISTRY, container, limits)
         except (SkvaultError, OSError, MemoryError):
             raise

@@ -7,6 +7,7 @@ Reading checks the zip's structure, sizes and digests before anything reaches nu
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import mmap as _mmap
@@ -35,6 +36,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 GRAPH = "graph.json"
 ALIGN = 64
+LARGE_ARRAY = 64 << 10  # arrays this large or larger get a .npy member of their own
+BUFFER_LIMIT = 256 << 20  # a shared buffer member is closed when it would grow past this
 _CHUNK = 8 << 20
 # Extra-field header id used for alignment padding (the id Android's zipalign uses).
 _PAD_ID = 0xD935
@@ -120,18 +123,42 @@ class ContainerWriter:
         self._zip = zipfile.ZipFile(fh, "w", allowZip64=True)
         self._members: dict[str, dict[str, Any]] = {}
         self._arrays = 0
+        self._buffers = 0
+        self._buffer = bytearray()
 
-    def add_array(self, arr: np.ndarray) -> tuple[str, bool]:
-        """Store ``arr`` as a ``.npy`` member; return its name and whether it is Fortran-ordered."""
+    def add_array(self, arr: np.ndarray) -> dict[str, Any]:
+        """Store ``arr``'s data and return where it went, as ndarray node fields.
+
+        Arrays of `LARGE_ARRAY` bytes or more get a ``.npy`` member of their own; smaller ones
+        are packed, 64-byte aligned, into a shared buffer member, which saves a member's
+        overhead (about half a kilobyte and a seek) per array.
+        """
         data, fortran = array_bytes(arr)
-        header = _npy_header(arr.dtype, arr.shape, fortran)
-        name = f"arrays/{self._arrays}.npy"
-        self._arrays += 1
-        self._write(name, (header, data), aligned=True)
-        return name, fortran
+        if len(data) >= LARGE_ARRAY:
+            header = _npy_header(arr.dtype, arr.shape, fortran)
+            name = f"arrays/{self._arrays}.npy"
+            self._arrays += 1
+            self._write(name, (header, data), aligned=True)
+            return {"fortran_order": fortran, "member": name}
+        if len(self._buffer) + len(data) > BUFFER_LIMIT:
+            self._flush_buffer()
+        offset = len(self._buffer)
+        self._buffer += data
+        self._buffer += bytes(-len(self._buffer) % ALIGN)
+        return {"fortran_order": fortran, "buffer": self._buffer_name(), "offset": offset}
+
+    def _buffer_name(self) -> str:
+        return f"buffers/{self._buffers}.bin"
+
+    def _flush_buffer(self) -> None:
+        if self._buffer:
+            self._write(self._buffer_name(), (self._buffer,), aligned=True)
+            self._buffers += 1
+            self._buffer = bytearray()
 
     def add_bytes(self, name: str, data: bytes) -> None:
-        """Store ``data`` as member ``name``."""
+        """Store ``data`` as member ``name`` (pending array buffers are written first)."""
+        self._flush_buffer()
         self._write(name, (data,), aligned=False)
 
     def _write(self, name: str, parts: tuple[bytes | memoryview, ...], *, aligned: bool) -> None:
@@ -161,6 +188,8 @@ class ContainerWriter:
         if method != zipfile.ZIP_STORED and info.compress_size * DEFAULT_LIMITS.ratio < size:
             # a reader would take this member for a zip bomb; this cannot happen with deflate
             raise RuntimeError(f"member {name} compresses beyond the allowed ratio")
+        # the padding is only needed in the local header, which is already written
+        info.extra = b""
         self._members[name] = {"size": size, "sha256": digest.hexdigest()}
 
     def close(self, extra: dict[str, Any] | None = None) -> None:
@@ -221,12 +250,17 @@ def _reject_constant(token: str) -> None:
     raise ValueError(f"non-standard JSON token {token}")
 
 
-def parse_json(data: bytes, member: str) -> Any:
-    """Parse strict JSON (no NaN tokens, no duplicate keys), raising `FormatError` when bad."""
+def parse_json(data: bytes, member: str, *, strict_keys: bool = True) -> Any:
+    """Parse strict JSON, raising `FormatError` when bad.
+
+    NaN and Infinity tokens are refused. Duplicate keys are refused when ``strict_keys`` (the
+    graph skips that check for speed: it is parsed once, and the same parse serves the audit and
+    the construction, so a duplicate cannot make them disagree).
+    """
     try:
         return json.loads(
             data.decode("utf-8"),
-            object_pairs_hook=_reject_duplicate_keys,
+            object_pairs_hook=_reject_duplicate_keys if strict_keys else None,
             parse_constant=_reject_constant,
         )
     except RecursionError:
@@ -261,6 +295,9 @@ class ContainerReader:
         except (ValueError, struct.error, OverflowError, IndexError) as exc:
             raise FormatError(f"not a .skv file (corrupt zip structure: {exc})") from None
         self._mmap: _mmap.mmap | None = None
+        self._buffers: dict[str, memoryview] = {}
+        self._regions: dict[str, list[tuple[int, int]]] = {}
+        self._claimed: set[str] = set()
         infos = self._zip.infolist()
         if len(infos) > limits.members:
             raise FormatError(f"the archive has {len(infos)} members, over the limit")
@@ -352,9 +389,10 @@ class ContainerReader:
             raise FormatError("bad local header signature", member=info.filename)
         name_len, extra_len = fields[10], fields[11]
         name = self._fh.read(name_len)
-        if name.decode("utf-8", "replace") != info.filename and name.decode(
-            "cp437", "replace"
-        ) != info.filename:
+        if (
+            name.decode("utf-8", "replace") != info.filename
+            and name.decode("cp437", "replace") != info.filename
+        ):
             raise FormatError("local header names another member", member=info.filename)
         offset = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
         if offset + info.compress_size > bound:
@@ -362,6 +400,11 @@ class ContainerReader:
         return offset
 
     # -- reading -----------------------------------------------------------------------------
+    @property
+    def file_size(self) -> int:
+        """Size of the whole file in bytes."""
+        return self._file_size
+
     def names(self) -> list[str]:
         """Return the names of the hashed members (every member but the manifest)."""
         return list(self._members)
@@ -429,7 +472,7 @@ class ContainerReader:
         With ``mmap=True`` a stored member becomes a read-only view of the memory-mapped file
         (no copy; its digest is not computed, as that would read every page).
         """
-        member = self._member(name)
+        member = self._claim(name)
         header = _npy_header(dtype, shape, fortran)
         nbytes = dtype.itemsize * _prod(shape)
         if member.size != len(header) + nbytes:
@@ -477,6 +520,74 @@ class ContainerReader:
         _raw_view(arr)[:] = memoryview(buf)[len(header) :]
         return arr
 
+    def buffer_array(
+        self,
+        name: str,
+        offset: int,
+        dtype: np.dtype,
+        shape: tuple[int, ...],
+        fortran: bool,
+        *,
+        mmap: bool = False,
+    ) -> np.ndarray:
+        """Return the array stored at ``offset`` in the shared buffer member ``name``.
+
+        The buffer is read and verified once; arrays are views of it (read-only views of the
+        memory-mapped file with ``mmap=True``). Regions must be aligned and must not overlap.
+        """
+        nbytes = dtype.itemsize * _prod(shape)
+        buffer = self._buffer(name, mmap)
+        if offset % ALIGN or offset + nbytes > len(buffer):
+            raise FormatError(
+                f"array at offset {offset} ({nbytes} bytes) is misaligned or outside {name}",
+                member=name,
+            )
+        if nbytes:
+            claimed = self._regions.setdefault(name, [])
+            i = bisect.bisect(claimed, (offset, offset))
+            if (i > 0 and claimed[i - 1][1] > offset) or (
+                i < len(claimed) and claimed[i][0] < offset + nbytes
+            ):
+                raise FormatError(f"arrays overlap in {name}", member=name)
+            claimed.insert(i, (offset, offset + nbytes))
+        order = "F" if fortran else "C"
+        return np.ndarray(shape, dtype, buffer=buffer, offset=offset, order=order)
+
+    def _buffer(self, name: str, mmap: bool) -> memoryview:
+        cached = self._buffers.get(name)
+        if cached is not None:
+            return cached
+        member = self._claim(name)
+        info = member.info
+        if info.compress_type == zipfile.ZIP_STORED:
+            offset = self._data_offset(info, member.end_bound)
+            if offset % ALIGN:
+                raise FormatError("buffer data is not 64-byte aligned", member=name)
+            if mmap and self._can_mmap():
+                assert self._mmap is not None
+                view = memoryview(self._mmap)[offset : offset + member.size]
+                self._buffers[name] = view
+                return view
+            data = _aligned_bytes(member.size)
+            self._fh.seek(offset)
+            got = self._fh.readinto(data)
+            if got != member.size:
+                raise FormatError(f"{name} is truncated", member=name)
+        else:
+            data = _aligned_bytes(member.size)
+            self._decompress_into(info, data)
+        _verify(name, hashlib.sha256(data).hexdigest(), member.sha256)
+        self._buffers[name] = data
+        return data
+
+    def _claim(self, name: str) -> _Member:
+        """Return member ``name`` for use by one array node; a second use is refused."""
+        member = self._member(name)
+        if name in self._claimed:
+            raise FormatError(f"two arrays claim member {name}", member=name)
+        self._claimed.add(name)
+        return member
+
     def _can_mmap(self) -> bool:
         if self._mmap is None:
             try:
@@ -489,6 +600,13 @@ class ContainerReader:
     def close(self) -> None:
         """Close the zip; memory-mapped arrays already handed out stay valid."""
         self._zip.close()
+
+
+def _aligned_bytes(size: int) -> memoryview:
+    """Return a writable buffer of ``size`` bytes whose start is 64-byte aligned in memory."""
+    raw = np.empty(size + ALIGN, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    return memoryview(raw[start : start + size])
 
 
 def _raw_view(arr: np.ndarray) -> memoryview:
@@ -537,4 +655,3 @@ def _check_manifest(manifest: object) -> None:
             and len(entry["sha256"]) == 64
         ):
             raise FormatError(f"manifest entry for {name!r} is malformed", member=MANIFEST)
-

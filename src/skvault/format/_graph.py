@@ -140,6 +140,7 @@ class GraphWriter:
         # ids are only unique while objects live: keep every object seen (including temporary
         # state dicts made by __getstate__) alive until the graph is complete
         self._keep: list[object] = []
+        self._interned: dict[object, Any] = {}
         self._depth = 0
         self._max_depth = max_depth
 
@@ -179,6 +180,16 @@ class GraphWriter:
         self.nodes.append({"kind": reducer.kind, **fields})
         self._memo[key] = index
         return {"ref": index}
+
+    def shared(self, key: object, obj: object) -> Any:
+        """Return a reference to ``obj``, writing it once for all callers that pass ``key``.
+
+        For values that are equal but not identical (dtype objects of the same structure).
+        """
+        ref = self._interned.get(key)
+        if ref is None:
+            ref = self._interned[key] = self.value(obj, f"<shared {key}>")
+        return ref
 
     def keep(self, obj: object) -> None:
         """Keep a temporary object alive until the graph is written (see ``_keep``)."""
@@ -239,16 +250,11 @@ class GraphReader:
         if len(nodes) > limits.nodes:
             raise FormatError(f"graph.json has {len(nodes)} nodes, over the limit")
         self.nodes: list[dict[str, Any]] = nodes
+        kinds = registry.by_kind
         for index, node in enumerate(nodes):
-            if not isinstance(node, dict) or not isinstance(node.get("kind"), str):
-                raise FormatError(f"graph node {index} is not an object with a 'kind'")
-            if node["kind"] not in registry.by_kind:
-                raise FormatError(f"graph node {index} has unknown kind {node['kind']!r}")
-            for key, field in node.items():
-                if key != "kind":
-                    _check_refs(field, index)
+            if type(node) is not dict or node.get("kind") not in kinds:
+                raise FormatError(f"graph node {index} is not an object with a known 'kind'")
         self.root = doc["root"]
-        _check_refs(self.root, len(nodes))
         self._built: list[Any] = []
         self._parents: dict[int, tuple[int, str]] | None = None
         self.policy: TrustPolicy | None = None
@@ -277,8 +283,9 @@ class GraphReader:
         self.policy = policy
         self.mmap = mmap
         self._built = []
+        by_kind = self.registry.by_kind
         for index, node in enumerate(self.nodes):
-            self._built.append(self.reducer(index).construct(node, self, Where(self, index)))
+            self._built.append(by_kind[node["kind"]].construct(node, self, Where(self, index)))
         return self.value(self.root)
 
     def resolve(self, name: str) -> Any:
@@ -287,10 +294,28 @@ class GraphReader:
         return resolve(name, self.policy)
 
     def value(self, value: Any) -> Any:
-        """Return the object for a JSON value (a reference returns the node built for it)."""
-        if isinstance(value, dict):
-            return self._built[value["ref"]]
+        """Return the object for a JSON value (a reference returns the node built for it).
+
+        Only nodes already built can be referenced: that is the backward-reference rule, and
+        it is what makes cycles impossible.
+        """
+        if type(value) is dict:
+            return self._built[self.ref(value, len(self._built))]
+        if type(value) is list:
+            raise FormatError("a JSON list cannot stand for a value")
         return value
+
+    def ref(self, value: Any, holder: int) -> int:
+        """Return the node index of reference ``value`` held by node ``holder``, checked."""
+        ref = value.get("ref") if type(value) is dict else None
+        if type(ref) is not int or len(value) != 1:
+            raise FormatError(f"graph node {holder}: objects inside nodes must be references")
+        if not 0 <= ref < holder:
+            raise FormatError(
+                f"graph node {holder} references node {ref}, which is missing or not earlier "
+                "in the list (cycles and forward references are not allowed)"
+            )
+        return ref
 
     def array(
         self, name: str, dtype: np.dtype, shape: tuple[int, ...], fortran: bool
@@ -300,40 +325,34 @@ class GraphReader:
             raise FormatError("this graph has no container to read arrays from")
         return self.container.read_array(name, dtype, shape, fortran, mmap=self.mmap)
 
+    def buffer_array(
+        self, name: str, offset: int, dtype: np.dtype, shape: tuple[int, ...], fortran: bool
+    ) -> np.ndarray:
+        """Return an array stored in a shared buffer member."""
+        if self.container is None:
+            raise FormatError("this graph has no container to read arrays from")
+        return self.container.buffer_array(name, offset, dtype, shape, fortran, mmap=self.mmap)
+
     def path_of(self, index: int) -> str:
         """Return where node ``index`` sits below the root, as in ``steps[1][1].tree_``."""
         if self._parents is None:
             self._parents = {}
             for parent in range(len(self.nodes) - 1, -1, -1):
-                for child, label in self.reducer(parent).children(self.nodes[parent]):
-                    self._parents.setdefault(child, (parent, label))
+                try:
+                    for child, label in self.reducer(parent).children(self.nodes[parent]):
+                        if type(child) is int and child < parent:
+                            self._parents.setdefault(child, (parent, label))
+                except (AttributeError, KeyError, TypeError, ValueError):
+                    continue  # a malformed node: its children get no path
         parts = []
         seen = set()
         while index in self._parents and index not in seen:
             seen.add(index)
             index, label = self._parents[index]
             parts.append(label)
-        if not (isinstance(self.root, dict) and self.root.get("ref") == index):
+        if not (type(self.root) is dict and self.root.get("ref") == index):
             parts.append(f"<node {index}>")
         return display_path("".join(reversed(parts)))
-
-
-def _check_refs(value: Any, holder: int) -> None:
-    """Check that every object inside a node's field is a backward reference to a real node."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            ref = item.get("ref")
-            if len(item) != 1 or type(ref) is not int:
-                raise FormatError(f"graph node {holder}: objects inside nodes must be references")
-            if not 0 <= ref < holder:
-                raise FormatError(
-                    f"graph node {holder} references node {ref}, which is missing or not "
-                    "earlier in the list (cycles and forward references are not allowed)"
-                )
-        elif isinstance(item, list):
-            stack.extend(item)
 
 
 def expect(node: dict[str, Any], key: str, check: Callable[[Any], bool], what: str) -> Any:

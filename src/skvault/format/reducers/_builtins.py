@@ -5,11 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from ...errors import FormatError
-from collections.abc import Iterator
-
 from .._graph import (
     INT_LIMIT,
     GraphReader,
@@ -191,7 +190,9 @@ class IntReducer(Reducer):
         return {"value": str(obj)}
 
     def construct(self, node: dict[str, Any], r: GraphReader, path: str) -> int:
-        text = expect(node, "value", lambda v: isinstance(v, str) and 0 < len(v) <= 4000, "a string")
+        text = expect(
+            node, "value", lambda v: isinstance(v, str) and 0 < len(v) <= 4000, "a string"
+        )
         try:
             value = int(text, 10)
         except ValueError:
@@ -255,7 +256,9 @@ class SliceReducer(Reducer):
         for key in ("start", "stop", "step"):
             v = r.value(node.get(key))
             if v is not None and type(v) is not int:
-                raise FormatError(f"slice at {display_path(path)}: {key} must be an integer or null")
+                raise FormatError(
+                    f"slice at {display_path(path)}: {key} must be an integer or null"
+                )
             parts.append(v)
         return slice(*parts)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from typing import Any
 
@@ -48,6 +49,19 @@ def _field(f: list, depth: int) -> tuple:
     return (name, sub) if len(f) == 2 else (name, sub, tuple(f[2]))
 
 
+@functools.lru_cache(maxsize=256)
+def _simple_dtype(descr: str) -> np.dtype:
+    if not _SIMPLE_DTYPE.match(descr):
+        raise FormatError(f"unsupported dtype {descr!r}")
+    try:
+        dtype = np.lib.format.descr_to_dtype(descr)
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"invalid dtype {descr!r}: {exc}") from None
+    if dtype.hasobject:  # pragma: no cover - the pattern admits no object kind
+        raise FormatError("object dtypes cannot be stored as raw array data")
+    return dtype
+
+
 def dtype_from_json(descr: Any, *, allow_object: bool = False) -> np.dtype:
     """Parse a dtype description without evaluating anything; refuse object fields.
 
@@ -57,9 +71,8 @@ def dtype_from_json(descr: Any, *, allow_object: bool = False) -> np.dtype:
     if isinstance(descr, str):
         if allow_object and descr == "|O":
             return np.dtype(object)
-        if not _SIMPLE_DTYPE.match(descr):
-            raise FormatError(f"unsupported dtype {descr!r}")
-    elif isinstance(descr, list):
+        return _simple_dtype(descr)
+    if isinstance(descr, list):
         if not 0 < len(descr) <= _MAX_FIELDS or not all(_valid_field(f) for f in descr):
             raise FormatError("malformed structured dtype description")
     else:
@@ -89,11 +102,12 @@ def _valid_field(field: Any) -> bool:
 
 
 def _valid_shape(shape: Any) -> bool:
-    return (
-        isinstance(shape, list)
-        and len(shape) <= _MAX_DIMS
-        and all(type(d) is int and d >= 0 for d in shape)
-    )
+    if not isinstance(shape, list) or len(shape) > _MAX_DIMS:
+        return False
+    for d in shape:
+        if type(d) is not int or d < 0:
+            return False
+    return True
 
 
 def _storable(dtype: np.dtype) -> bool:
@@ -122,33 +136,57 @@ class ArrayReducer(Reducer):
             raise UnsupportedTypeError(
                 display_path(path), "numpy.ndarray", f"dtype {obj.dtype} cannot be stored safely"
             )
-        member, fortran = w.container.add_array(obj)
-        return {
-            "dtype": dtype_to_json(obj.dtype),
-            "shape": shape,
-            "fortran_order": fortran,
-            "member": member,
-        }
+        return {"dtype": _dtype_field(obj.dtype, w), "shape": shape, **w.container.add_array(obj)}
 
     def construct(self, node: dict[str, Any], r: GraphReader, path: str) -> np.ndarray:
-        shape = tuple(expect(node, "shape", _valid_shape, "a list of non-negative integers"))
-        if node.get("dtype") == "|O":
-            items = expect(node, "items", is_list, "a list")
-            if len(items) != _prod(shape):
-                raise FormatError(
-                    f"object array at {display_path(path)}: {len(items)} items for shape {shape}"
-                )
-            out = np.empty(len(items), dtype=object)
-            for i, v in enumerate(items):
-                out[i] = r.value(v)
-            return out.reshape(shape)
-        dtype = dtype_from_json(node.get("dtype"))
-        fortran = expect(node, "fortran_order", lambda v: isinstance(v, bool), "true or false")
-        member = expect(node, "member", lambda v: isinstance(v, str), "a member name")
-        return r.array(member, dtype, shape, fortran)
+        # the hot path of loading: plain dict access and type checks, no helpers
+        shape = node.get("shape")
+        if type(shape) is not list or not _valid_shape(shape):
+            raise FormatError(f"array at {display_path(path)}: bad 'shape'")
+        shape = tuple(shape)
+        descr = node.get("dtype")
+        if descr == "|O":
+            return self._object_array(node, r, path, shape)
+        if type(descr) is str:
+            dtype = _simple_dtype(descr)
+        else:
+            dtype = r.value(descr)
+            if not isinstance(dtype, np.dtype) or dtype.hasobject:
+                raise FormatError(f"array at {display_path(path)}: bad 'dtype'")
+        fortran = node.get("fortran_order")
+        if type(fortran) is not bool:
+            raise FormatError(f"array at {display_path(path)}: 'fortran_order' must be a boolean")
+        member = node.get("member")
+        if type(member) is str:
+            return r.array(member, dtype, shape, fortran)
+        buffer, offset = node.get("buffer"), node.get("offset")
+        if type(buffer) is not str or type(offset) is not int or offset < 0:
+            raise FormatError(f"array at {display_path(path)}: needs 'member' or 'buffer'/'offset'")
+        return r.buffer_array(buffer, offset, dtype, shape, fortran)
+
+    def _object_array(
+        self, node: dict[str, Any], r: GraphReader, path: str, shape: tuple[int, ...]
+    ) -> np.ndarray:
+        items = expect(node, "items", is_list, "a list")
+        if len(items) != _prod(shape):
+            raise FormatError(
+                f"object array at {display_path(path)}: {len(items)} items for shape {shape}"
+            )
+        out = np.empty(len(items), dtype=object)
+        for i, v in enumerate(items):
+            out[i] = r.value(v)
+        return out.reshape(shape)
 
     def describe(self, node: dict[str, Any]) -> str:
         return "numpy.ndarray"
+
+
+def _dtype_field(dtype: np.dtype, w: GraphWriter) -> Any:
+    """A simple dtype inline; a structured one as a shared dtype node, written once per file."""
+    descr = dtype_to_json(dtype)
+    if isinstance(descr, str):
+        return descr
+    return w.shared(("dtype", repr(descr)), dtype)
 
 
 def _prod(shape: tuple[int, ...]) -> int:
@@ -274,7 +312,9 @@ def _bit_generator_class(state: object, path: str) -> type:
     name = state.get("bit_generator") if isinstance(state, dict) else None
     cls = _bit_generators().get(name)  # type: ignore[arg-type]
     if cls is None:
-        raise InvalidStateError(path, "numpy.random.BitGenerator", f"unknown bit generator {name!r}")
+        raise InvalidStateError(
+            path, "numpy.random.BitGenerator", f"unknown bit generator {name!r}"
+        )
     return cls
 
 

@@ -1,0 +1,3 @@
+from skvault.cli import main
+
+raise SystemExit(main())
