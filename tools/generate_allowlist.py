@@ -190,7 +190,7 @@ def main() -> None:
         "# Reviewed like code: read the diff of every regeneration.",
     ]
     for title, names in sections:
-        lines += ["", f"# {title}"] + sorted(names)
+        lines += ["", f"# {title}", *sorted(names)]
     text = "\n".join(lines) + "\n"
     if "--check" in sys.argv:
         sys.exit(0 if OUT.read_text() == text else 1)

@@ -1,7 +1,8 @@
 """The ``.skv`` format: container, object graph, reducers and trust policy.
 
 Every reading entry point goes through `open_artifact`: open, check sizes and digests, parse the
-graph (no imports), and only then, in `Artifact.construct`, audit against the trust policy and build.
+graph (no imports), and only then, in `Artifact.construct`, audit against the trust policy and
+build.
 """
 
 from __future__ import annotations

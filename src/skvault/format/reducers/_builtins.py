@@ -155,7 +155,7 @@ def decode_dict(node: dict[str, Any], r: GraphReader, path: str, *, attr: bool =
     if len(keys) != len(values):
         raise FormatError(f"dict at {display_path(path)}: 'keys' and 'values' differ in length")
     out: dict = {}
-    for i, (k, v) in enumerate(zip(keys, values)):
+    for k, v in zip(keys, values):
         key = r.value(k)
         try:
             hash(key)

@@ -231,7 +231,9 @@ class DtypeReducer(Reducer):
         return isinstance(obj, np.dtype)
 
     def reduce(self, obj: np.dtype, w: GraphWriter, path: str) -> dict[str, Any]:
-        if obj == object:
+        if obj.hasobject:
+            if obj != np.dtype(object):
+                raise UnsupportedTypeError(display_path(path), "numpy.dtype", "object fields")
             return {"descr": "|O"}
         return {"descr": dtype_to_json(obj)}
 
@@ -252,7 +254,7 @@ class ScalarReducer(Reducer):
 
     def reduce(self, obj: np.generic, w: GraphWriter, path: str) -> dict[str, Any]:
         dtype = obj.dtype
-        if dtype == object or not _storable(dtype):
+        if dtype.hasobject or not _storable(dtype):
             raise UnsupportedTypeError(
                 display_path(path), qualified_name(type(obj)), "unsupported numpy scalar"
             )
