@@ -95,7 +95,7 @@ def write_artifact(obj: Any, file: FileLike, *, compress: object = None) -> None
             data = json.dumps(
                 graph.graph(root), separators=(",", ":"), allow_nan=False, ensure_ascii=False
             ).encode("utf-8")
-            writer.add_bytes(GRAPH, data)
+            writer.add_bytes(GRAPH, data, deflate=True)
             writer.close()
         except BaseException:
             writer.abort()
