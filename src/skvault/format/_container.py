@@ -56,8 +56,14 @@ class Limits:
     nodes: int = 20_000_000
     depth: int = 400
     name: int = 255
-    # a compressed member may expand at most this much (deflate's own ceiling is about 1032)
-    ratio: int = 1100
+    # how far a compressed member may expand: deflate cannot pass about 1032:1, so its cap never
+    # refuses an honest member; LZMA reaches about 7000:1 on constant data
+    ratio_deflate: int = 1100
+    ratio_lzma: int = 20_000
+
+    def ratio(self, method: int) -> int:
+        """Return the expansion cap for a zip compression method."""
+        return self.ratio_deflate if method == zipfile.ZIP_DEFLATED else self.ratio_lzma
 
 
 DEFAULT_LIMITS = Limits()
@@ -200,8 +206,9 @@ class ContainerWriter:
                     chunk = view[i : i + _CHUNK]
                     digest.update(chunk)
                     out.write(chunk)
-        if method != zipfile.ZIP_STORED and info.compress_size * DEFAULT_LIMITS.ratio < size:
-            # a reader would take this member for a zip bomb; this cannot happen with deflate
+        if method != zipfile.ZIP_STORED and size > _expansion_bound(info, DEFAULT_LIMITS):
+            # a reader would take this member for a zip bomb (the caps are set so that real data
+            # does not reach them: constant data under LZMA stays near 7000:1)
             raise RuntimeError(f"member {name} compresses beyond the allowed ratio")
         # the padding is only needed in the local header, which is already written
         info.extra = b""
@@ -381,7 +388,7 @@ class ContainerReader:
                 raise FormatError("member overlaps the next one", member=info.filename)
             if (
                 info.compress_type != zipfile.ZIP_STORED
-                and info.file_size > max(info.compress_size, 1024) * self.limits.ratio
+                and info.file_size > _expansion_bound(info, self.limits)
             ):
                 raise FormatError(
                     "compressed member expands beyond the allowed ratio (zip bomb?)",
@@ -615,6 +622,11 @@ class ContainerReader:
     def close(self) -> None:
         """Close the zip; memory-mapped arrays already handed out stay valid."""
         self._zip.close()
+
+
+def _expansion_bound(info: zipfile.ZipInfo, limits: Limits) -> int:
+    """The largest uncompressed size a compressed member of this size may declare."""
+    return max(info.compress_size, 1024) * limits.ratio(info.compress_type)
 
 
 def _aligned_bytes(size: int) -> memoryview:
