@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import io
 import json
 import mmap as _mmap
 import struct
@@ -98,20 +99,39 @@ def parse_compress(compress: object) -> tuple[int, int | None]:
 
 
 def _npy_header(dtype: np.dtype, shape: tuple[int, ...], fortran: bool) -> bytes:
+    """Return the .npy header numpy itself writes for this layout (format 1.0, else 2.0)."""
     header = {
         "descr": np.lib.format.dtype_to_descr(dtype),
         "fortran_order": fortran,
         "shape": shape,
     }
-    text = repr(header)
-    # numpy's layout: magic, version, length, the dict padded with spaces to a multiple of 64
-    for version, fmt in (((1, 0), "<H"), ((2, 0), "<I")):
-        prefix = 6 + 2 + struct.calcsize(fmt)
-        pad = -(prefix + len(text) + 1) % ALIGN
-        body = (text + " " * pad + "\n").encode("latin1")
-        if len(body) < 1 << (8 * struct.calcsize(fmt)):
-            return b"\x93NUMPY" + bytes(version) + struct.pack(fmt, len(body)) + body
-    raise ValueError("array header too large")  # pragma: no cover - needs a 4 GiB dtype descr
+    out = io.BytesIO()
+    try:
+        np.lib.format.write_array_header_1_0(out, header)
+    except ValueError:  # over 64 KiB: only a dtype with thousands of fields gets here
+        out = io.BytesIO()
+        np.lib.format.write_array_header_2_0(out, header)
+    return out.getvalue()
+
+
+_MAX_NPY_HEADER = 1 << 20
+
+
+def _parse_npy_header(head: bytes, name: str) -> tuple[int, np.dtype, tuple[int, ...], bool]:
+    """Parse a .npy header safely (numpy's literal parser, bounded); return its length too."""
+    fp = io.BytesIO(head)
+    try:
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            read = np.lib.format.read_array_header_1_0
+        elif version == (2, 0):
+            read = np.lib.format.read_array_header_2_0
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+        shape, fortran, dtype = read(fp, max_header_size=_MAX_NPY_HEADER)
+    except Exception as exc:  # numpy raises ValueError, SyntaxError, TypeError... on bad headers
+        raise FormatError(f"{name}: invalid .npy header ({exc})", member=name) from None
+    return fp.tell(), dtype, tuple(shape), bool(fortran)
 
 
 def array_bytes(arr: np.ndarray) -> tuple[memoryview, bool]:
@@ -495,51 +515,53 @@ class ContainerReader:
         (no copy; its digest is not computed, as that would read every page).
         """
         member = self._claim(name)
-        header = _npy_header(dtype, shape, fortran)
         nbytes = dtype.itemsize * _prod(shape)
-        if member.size != len(header) + nbytes:
-            raise FormatError(
-                f"{name}: member holds {member.size} bytes but an array of shape {shape} "
-                f"and dtype {dtype} needs {len(header) + nbytes}",
-                member=name,
-            )
         order = "F" if fortran else "C"
         info = member.info
-        if info.compress_type == zipfile.ZIP_STORED:
+        stored = info.compress_type == zipfile.ZIP_STORED
+        if stored:
             offset = self._data_offset(info, member.end_bound)
-            data_offset = offset + len(header)
-            if data_offset % ALIGN:
-                raise FormatError("array data is not 64-byte aligned", member=name)
             self._fh.seek(offset)
-            got = self._fh.read(len(header))
-            if got != header:
-                raise FormatError(
-                    f"{name}: .npy header does not match the graph's dtype and shape", member=name
-                )
-            if mmap and self._can_mmap():
-                assert self._mmap is not None
-                return np.ndarray(shape, dtype, buffer=self._mmap, offset=data_offset, order=order)
-            arr = np.empty(shape, dtype, order=order)
-            digest = hashlib.sha256(header)
-            view = _raw_view(arr)
-            pos = 0
-            while pos < nbytes:
-                n = self._fh.readinto(view[pos : pos + _CHUNK])
-                if not n:
-                    raise FormatError(f"{name} is truncated", member=name)
-                digest.update(view[pos : pos + n])
-                pos += n
-            _verify(name, digest.hexdigest(), member.sha256)
-            return arr
-        buf = bytearray(member.size)
-        self._decompress_into(info, memoryview(buf))
-        _verify(name, hashlib.sha256(buf).hexdigest(), member.sha256)
-        if bytes(buf[: len(header)]) != header:
+            data = memoryview(self._fh.read(min(member.size, _MAX_NPY_HEADER + 16)))
+        else:
+            data = _aligned_bytes(member.size)
+            self._decompress_into(info, data)
+            _verify(name, hashlib.sha256(data).hexdigest(), member.sha256)
+        header_len, got_dtype, got_shape, got_fortran = _parse_npy_header(bytes(data), name)
+        if (got_dtype, got_shape, got_fortran) != (dtype, shape, fortran):
             raise FormatError(
-                f"{name}: .npy header does not match the graph's dtype and shape", member=name
+                f"{name}: its .npy header ({got_dtype}, {got_shape}, fortran_order="
+                f"{got_fortran}) does not match the graph ({dtype}, {shape}, {fortran})",
+                member=name,
             )
+        if member.size != header_len + nbytes:
+            raise FormatError(
+                f"{name}: member holds {member.size} bytes but an array of shape {shape} "
+                f"and dtype {dtype} needs {header_len + nbytes}",
+                member=name,
+            )
+        if not stored:
+            if header_len % ALIGN:
+                raise FormatError("array data is not 64-byte aligned", member=name)
+            return np.ndarray(shape, dtype, buffer=data, offset=header_len, order=order)
+        data_offset = offset + header_len
+        if data_offset % ALIGN:
+            raise FormatError("array data is not 64-byte aligned", member=name)
+        if mmap and self._can_mmap():
+            assert self._mmap is not None
+            return np.ndarray(shape, dtype, buffer=self._mmap, offset=data_offset, order=order)
         arr = np.empty(shape, dtype, order=order)
-        _raw_view(arr)[:] = memoryview(buf)[len(header) :]
+        digest = hashlib.sha256(data[:header_len])
+        view = _raw_view(arr)
+        self._fh.seek(data_offset)
+        pos = 0
+        while pos < nbytes:
+            n = self._fh.readinto(view[pos : pos + _CHUNK])
+            if not n:
+                raise FormatError(f"{name} is truncated", member=name)
+            digest.update(view[pos : pos + n])
+            pos += n
+        _verify(name, digest.hexdigest(), member.sha256)
         return arr
 
     def buffer_array(
