@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._graph import GraphReader
+from ._graph import GraphReader, display_path
 from ._trust import TrustPolicy
 
 __all__ = ["describe"]
@@ -46,7 +46,7 @@ class _Describer:
             return _short(value)
         index = value["ref"]
         if index in self.seen:
-            return {"shared": self.seen[index] or "<root>"}
+            return {"shared": display_path(self.seen[index])}
         self.seen[index] = path
         node = self.graph.nodes[index]
         kind = node["kind"]
