@@ -52,6 +52,10 @@ SCIPY_CLASSES = {
     ],
     "scipy.interpolate": ["BSpline"],
 }
+# functions scipy objects keep as state: a BSpline keeps its array namespace's ``asarray`` (a
+# pure wrapper of numpy.array). Private paths that move between scipy versions: a name is listed
+# only when it is found in the installed version.
+SCIPY_STATE_FUNCTIONS = ["scipy._lib.array_api_compat.numpy._aliases.asarray"]
 # modules whose classes hold fitted state of scikit-learn estimators
 SKLEARN_STATE_MODULES = [
     "sklearn._loss._loss",
@@ -71,7 +75,20 @@ SKLEARN_STATE_MODULES = [
     "sklearn.utils._bunch",
     "sklearn.utils._metadata_requests",
 ]
-SKLEARN_EXTRA_CLASSES = ["sklearn.tree._tree.Tree"]
+SKLEARN_EXTRA_CLASSES = [
+    "sklearn.tree._tree.Tree",
+    # CalibratedClassifierCV.calibrated_classifiers_: a plain holder of an estimator and its
+    # calibrators (not an estimator itself, in a module that also holds plotting classes)
+    "sklearn.calibration._CalibratedClassifier",
+    # a ColumnTransformer's column choice: selects columns by dtype and name pattern
+    "sklearn.compose._column_transformer.make_column_selector",
+]
+# private pure functions that estimators keep as fitted state: BisectingKMeans keeps the k-means
+# solver it ran (`_kmeans_single`); numeric computations on arrays, no I/O, no callbacks
+SKLEARN_STATE_FUNCTIONS = [
+    "sklearn.cluster._kmeans._kmeans_single_elkan",
+    "sklearn.cluster._kmeans._kmeans_single_lloyd",
+]
 # pure functions scikit-learn stores as hyper-parameters or in scorers
 SKLEARN_FUNCTION_MODULES = [
     "sklearn.feature_selection",
@@ -132,7 +149,13 @@ def sklearn_functions() -> set[str]:
                 if "<" not in name and _findable(name, obj):
                     found.add(name)
     # not pure computations: they build objects that call other code
-    return {n for n in found if not n.rsplit(".", 1)[1].startswith(("make_", "get_", "check_"))}
+    found = {n for n in found if not n.rsplit(".", 1)[1].startswith(("make_", "get_", "check_"))}
+    for name in SKLEARN_STATE_FUNCTIONS:
+        module, _, attr = name.rpartition(".")
+        obj = getattr(importlib.import_module(module), attr)
+        assert inspect.isfunction(obj) and _findable(name, obj), name
+        found.add(name)
+    return found
 
 
 def numpy_names() -> tuple[set[str], set[str]]:
@@ -161,6 +184,14 @@ def scipy_names() -> set[str]:
         name = f"scipy.special.{n}" if isinstance(obj, np.ufunc) else _name(obj)
         assert _findable(name, obj), name
         out.add(name)
+    for name in SCIPY_STATE_FUNCTIONS:
+        module, _, attr = name.rpartition(".")
+        try:
+            obj = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError):
+            continue
+        if inspect.isfunction(obj) and _findable(name, obj):
+            out.add(name)
     for package, classes in SCIPY_CLASSES.items():
         module = importlib.import_module(package)
         for n in classes:

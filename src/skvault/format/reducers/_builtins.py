@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import struct
 from collections.abc import Iterator
 from typing import Any
+
+import numpy as np
 
 from ...errors import FormatError
 from .._graph import (
@@ -28,9 +31,12 @@ __all__ = [
     "float_in",
     "float_out",
     "is_list",
+    "nan_bits_in",
+    "nan_bits_out",
 ]
 
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+_NAN_BITS = struct.pack(">d", math.nan).hex()
 
 
 def float_out(x: float) -> float | str:
@@ -49,6 +55,30 @@ def float_in(v: object) -> float:
     if isinstance(v, str) and v in _NON_FINITE:
         return _NON_FINITE[v]
     raise FormatError(f"expected a float, got {v!r}")
+
+
+def nan_bits_out(x: float) -> str | None:
+    """Return the IEEE 754 bits of ``x`` as 16 hex digits if it is a NaN other than ``nan``.
+
+    A NaN's sign and payload survive pickle; ``"nan"`` alone would make every NaN the default.
+    """
+    if not math.isnan(x):
+        return None
+    bits = struct.pack(">d", x).hex()
+    return None if bits == _NAN_BITS else bits
+
+
+def nan_bits_in(v: object, path: str) -> float:
+    """Decode bits written by `nan_bits_out`; they must encode a NaN."""
+    if isinstance(v, str) and len(v) == 16:
+        try:
+            x = struct.unpack(">d", bytes.fromhex(v))[0]
+        except ValueError:
+            pass
+        else:
+            if math.isnan(x):
+                return x
+    raise FormatError(f"float at {display_path(path)}: 'bits' must be 16 hex digits of a NaN")
 
 
 def is_list(v: object) -> bool:
@@ -91,17 +121,31 @@ def _hashable(items: list, path: str, what: str) -> None:
             raise FormatError(f"{what} at {display_path(path)} holds an unhashable item") from None
 
 
+def _stable_order(items: set | frozenset) -> list:
+    """The items sorted, so that equal sets give equal files, when they can be compared.
+
+    Mixed items fall back to their type and repr; items whose comparison or repr fails (numpy
+    scalars against tuples raise ValueError, not TypeError) keep the set's own order.
+    """
+    out = list(items)
+    try:
+        # numpy scalars warn when compared with integers beyond their range
+        with np.errstate(all="ignore"):
+            out.sort()
+    except Exception:
+        try:
+            out.sort(key=lambda x: (type(x).__module__, type(x).__qualname__, repr(x)))
+        except Exception:
+            pass
+    return out
+
+
 class SetReducer(ListReducer):
     kind = "set"
     types = (set,)
 
     def reduce(self, obj: set, w: GraphWriter, path: str) -> dict[str, Any]:
-        items = list(obj)
-        try:  # a stable order makes equal sets give equal files
-            items.sort()
-        except TypeError:
-            pass
-        return {"items": encode_items(items, w, path)}
+        return {"items": encode_items(_stable_order(obj), w, path)}
 
     def construct(self, node: dict[str, Any], r: GraphReader, path: str) -> set:
         items = _decode_items(node, r, path)
@@ -174,10 +218,19 @@ class FloatReducer(Reducer):
     types = (float,)
 
     def reduce(self, obj: float, w: GraphWriter, path: str) -> dict[str, Any]:
-        return {"value": float_out(obj)}
+        node: dict[str, Any] = {"value": float_out(obj)}
+        bits = nan_bits_out(obj)
+        if bits is not None:  # a NaN with its sign bit or a payload set
+            node["bits"] = bits
+        return node
 
     def construct(self, node: dict[str, Any], r: GraphReader, path: str) -> float:
-        return float_in(node.get("value"))
+        value = float_in(node.get("value"))
+        if "bits" in node:
+            if not math.isnan(value):
+                raise FormatError(f"float at {display_path(path)}: 'bits' is only for NaNs")
+            return nan_bits_in(node["bits"], path)
+        return value
 
 
 class IntReducer(Reducer):
@@ -207,10 +260,24 @@ class ComplexReducer(Reducer):
     types = (complex,)
 
     def reduce(self, obj: complex, w: GraphWriter, path: str) -> dict[str, Any]:
-        return {"real": float_out(obj.real), "imag": float_out(obj.imag)}
+        node: dict[str, Any] = {"real": float_out(obj.real), "imag": float_out(obj.imag)}
+        bits = [nan_bits_out(obj.real), nan_bits_out(obj.imag)]
+        if bits != [None, None]:  # a part is a NaN with its sign bit or a payload set
+            node["bits"] = bits
+        return node
 
     def construct(self, node: dict[str, Any], r: GraphReader, path: str) -> complex:
-        return complex(float_in(node.get("real")), float_in(node.get("imag")))
+        parts = [float_in(node.get("real")), float_in(node.get("imag"))]
+        if "bits" in node:
+            bits = node["bits"]
+            if not isinstance(bits, list) or len(bits) != 2:
+                raise FormatError(f"complex at {display_path(path)}: 'bits' must be a pair")
+            for i, b in enumerate(bits):
+                if b is not None:
+                    if not math.isnan(parts[i]):
+                        raise FormatError(f"complex at {display_path(path)}: bits of a non-NaN")
+                    parts[i] = nan_bits_in(b, path)
+        return complex(parts[0], parts[1])
 
 
 class BytesReducer(Reducer):

@@ -244,6 +244,29 @@ class DtypeReducer(Reducer):
         return "numpy.dtype"
 
 
+def _utf8(text: str) -> bool:
+    """Whether JSON can hold ``text``: unpaired surrogates have no UTF-8 form."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _odd_nan(obj: np.generic) -> bool:
+    """Whether ``obj`` holds a NaN that ``"nan"`` would not restore bit for bit.
+
+    Such scalars (a NaN with its sign bit or a payload set) are written as raw bytes instead.
+    """
+    if not np.isnan(obj):
+        return False
+    parts = (obj.real, obj.imag) if obj.dtype.kind == "c" else (obj,)
+    for part in parts:
+        if np.isnan(part) and part.tobytes() != np.array(np.nan, part.dtype).tobytes():
+            return True
+    return False
+
+
 class ScalarReducer(Reducer):
     """numpy scalars: a JSON value when exact, else their raw bytes."""
 
@@ -264,14 +287,16 @@ class ScalarReducer(Reducer):
             node["value"] = bool(obj)
         elif kind in "iu":
             node["value"] = int(obj)
-        elif kind == "f" and size <= 8:
+        elif kind == "f" and size <= 8 and not _odd_nan(obj):
             node["value"] = float_out(float(obj))
-        elif kind == "c" and size <= 16:
+        elif kind == "c" and size <= 16 and not _odd_nan(obj):
             node["value"] = [float_out(obj.real.item()), float_out(obj.imag.item())]
-        elif kind == "U":
+        elif kind == "U" and _utf8(str(obj)):
             node["value"] = str(obj)
         else:
-            node["base64"] = base64.b64encode(np.asarray(obj).tobytes()).decode("ascii")
+            # (an empty bytes or void scalar has itemsize 0, but np.asarray makes it S1 / V1)
+            raw = np.asarray(obj).tobytes() if size else b""
+            node["base64"] = base64.b64encode(raw).decode("ascii")
         return node
 
     def construct(self, node: dict[str, Any], r: GraphReader, path: str) -> np.generic:
@@ -280,7 +305,12 @@ class ScalarReducer(Reducer):
             raw = decode_base64(node)
             if len(raw) != dtype.itemsize:
                 raise FormatError(f"scalar at {display_path(path)}: wrong number of bytes")
-            return np.frombuffer(raw, dtype=dtype)[0]
+            if not raw and dtype.kind in "SV" and dtype.fields is None:
+                return dtype.type(b"")  # frombuffer refuses itemsize 0
+            try:
+                return np.frombuffer(raw, dtype=dtype)[0]
+            except ValueError as exc:
+                raise FormatError(f"scalar at {display_path(path)}: {exc}") from None
         value = node.get("value")
         kind = dtype.kind
         try:

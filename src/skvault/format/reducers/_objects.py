@@ -25,7 +25,7 @@ from .._graph import (
     qualified_name,
 )
 from .._trust import is_valid_name
-from .._validators import validate
+from ..validators import validate
 from ._builtins import decode_dict, dict_children, encode_dict, encode_items, is_list
 
 __all__ = ["REDUCERS"]
@@ -101,6 +101,35 @@ class GlobalReducer(Reducer):
         return str(node.get("name"))
 
 
+# Classes whose own restoring code runs code built from their state: scipy.stats' distributions
+# exec() an argument parser generated from their attributes in __setstate__. Trusting one would
+# hand the file code execution, so dump refuses them and load refuses them even when trusted.
+_REFUSED_BASES = {
+    "scipy.stats._distn_infrastructure.rv_generic": "a scipy.stats distribution",
+    "scipy.stats._distn_infrastructure.rv_frozen": "a frozen scipy.stats distribution",
+}
+_REFUSAL_HINT = (
+    "restoring it runs code generated from its state (scipy's __setstate__ calls exec), so it "
+    "can never be loaded safely; give RandomizedSearchCV lists of values instead, or save the "
+    "fitted best_estimator_"
+)
+
+
+def _refused(cls: type) -> str | None:
+    """Return why instances of ``cls`` can never be saved or loaded, or None."""
+    for base in cls.__mro__:
+        what = _REFUSED_BASES.get(f"{base.__module__}.{base.__qualname__}")
+        if what is not None:
+            return f"{what}: {_REFUSAL_HINT}"
+    return None
+
+
+def _check_not_refused(cls: type, name: str, path: str) -> None:
+    reason = _refused(cls)
+    if reason is not None:
+        raise FormatError(f"{name} at {display_path(path)} is {reason}")
+
+
 def _str_list(v: object) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
@@ -109,10 +138,39 @@ def _default_reduce(cls: type) -> bool:
     return cls.__reduce_ex__ is object.__reduce_ex__ and cls.__reduce__ is object.__reduce__
 
 
+def _pickled_state(obj: Any, where: str, name: str) -> dict[str, Any]:
+    """Return the state pickle would save for ``obj``, if it is a plain dict of attributes.
+
+    Asking ``__reduce_ex__`` (rather than ``__getstate__``) applies pickle's own refusals: an
+    object whose C-level layout holds more than its ``__dict__`` (an open file, a lock) cannot
+    be pickled, so its ``__dict__`` alone would rebuild something else.
+    """
+    cls = type(obj)
+    try:
+        rv = obj.__reduce_ex__(2)
+    except Exception as exc:
+        if hasattr(obj, "fileno") or hasattr(obj, "read"):
+            reason = "open files and streams cannot be saved"
+        else:
+            reason = f"it cannot be pickled either ({exc!r})"
+        raise UnsupportedTypeError(where, name, reason) from None
+    if not isinstance(rv, tuple) or len(rv) < 2 or rv[1] != (cls,):
+        raise UnsupportedTypeError(
+            where, name, "it is rebuilt from constructor arguments (__getnewargs__), not state"
+        )
+    state = rv[2] if len(rv) > 2 else None
+    if state is None:  # an empty __dict__: pickle then sets no state either
+        state = {}
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise UnsupportedTypeError(where, name, "its state is not a plain dict of attributes")
+    return state
+
+
 class ObjectReducer(Reducer):
     """An instance of a Python class whose state is a plain ``__dict__`` (scikit-learn's rule).
 
-    Written as the class name and the dict ``__getstate__`` returns; read back as
+    Written as the class name and the state dict pickle would save (``__reduce_ex__(2)``,
+    which calls ``__getstate__``); refused when pickle would need more than that; read back as
     ``cls.__new__(cls)`` followed by ``__setstate__(state)`` (or a ``__dict__`` update), exactly
     what pickle does for such classes, with no other callable taken from the file.
     """
@@ -132,6 +190,9 @@ class ObjectReducer(Reducer):
 
     def reduce(self, obj: Any, w: GraphWriter, path: str) -> dict[str, Any]:
         cls = type(obj)
+        refusal = _refused(cls)
+        if refusal is not None:
+            raise UnsupportedTypeError(display_path(path), qualified_name(cls), f"it is {refusal}")
         name = _importable_name(cls)
         if name is None:
             raise UnsupportedTypeError(
@@ -140,18 +201,7 @@ class ObjectReducer(Reducer):
                 "its class cannot be imported back by name (defined inside a function or "
                 "in an interactive session?)",
             )
-        try:
-            state = obj.__getstate__()
-        except Exception as exc:
-            raise UnsupportedTypeError(
-                display_path(path), name, f"__getstate__ failed: {exc!r}"
-            ) from exc
-        if state is None:  # an empty __dict__: pickle then sets no state either
-            state = {}
-        if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
-            raise UnsupportedTypeError(
-                display_path(path), name, "its state is not a plain dict of attributes"
-            )
+        state = _pickled_state(obj, display_path(path), name)
         w.keep(state)
         node: dict[str, Any] = {
             "type": name,
@@ -177,6 +227,7 @@ class ObjectReducer(Reducer):
         cls = r.resolve(name)
         if not isinstance(cls, type):
             raise FormatError(f"{name} at {display_path(path)} is not a class")
+        _check_not_refused(cls, name, path)
         state = {k: r.value(v) for k, v in zip(names, values)}
         validate(name, path, (), state)
         try:
@@ -289,6 +340,7 @@ class ExtensionReducer(Reducer):
         cls = r.resolve(name)
         if not isinstance(cls, type):
             raise FormatError(f"{name} at {display_path(path)} is not a class")
+        _check_not_refused(cls, name, path)
         args = tuple(r.value(v) for i, v in enumerate(arg_values))
         state = r.value(node.get("state"))
         validate(name, path, args, state)
