@@ -29,6 +29,10 @@ from ._inspect import describe
 from ._trust import TrustPolicy, default_allowlist
 from .reducers import REGISTRY
 
+# Read the allow-list now rather than at the first audit: reading it goes through
+# importlib.resources, which imports modules lazily, and auditing a file must import nothing.
+default_allowlist()
+
 __all__ = [
     "FORMAT_VERSION",
     "Artifact",
@@ -50,18 +54,38 @@ class Artifact:
 
     def untrusted(self, policy: TrustPolicy) -> list[str]:
         """Return the names in the graph that ``policy`` refuses."""
-        return policy.untrusted(self.graph.required_globals())
+        with _bad_file_errors():
+            self.graph.check_references()
+            return policy.untrusted(self.graph.required_globals())
 
     def describe(self) -> dict[str, Any]:
         """Return a JSON-ready report of the artifact, building nothing."""
-        return describe(self.graph, self.manifest, self.container.file_size)
+        with _bad_file_errors():
+            self.graph.check_references()
+            return describe(self.graph, self.manifest, self.container.file_size)
 
     def construct(self, policy: TrustPolicy, *, mmap: bool = False) -> Any:
         """Audit against ``policy`` and build the root object."""
-        try:
+        with _bad_file_errors():
             return self.graph.construct(policy, mmap=mmap)
-        except RecursionError:
-            raise FormatError("the object graph is nested too deeply") from None
+
+
+@contextlib.contextmanager
+def _bad_file_errors() -> Iterator[None]:
+    """Report any other error that reading a file provokes as a `FormatError`.
+
+    The reducers check what they read, but a malformed node that slips past a check must still
+    surface as a bad file (a `FormatError` the caller can catch), never as a bare KeyError or
+    TypeError; the original error stays attached as the cause.
+    """
+    try:
+        yield
+    except (SkvaultError, OSError, MemoryError):
+        raise
+    except RecursionError:
+        raise FormatError("the object graph is nested too deeply") from None
+    except Exception as exc:
+        raise FormatError(f"malformed .skv file: {exc!r}") from exc
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ Reading checks the zip's structure, sizes and digests before anything reaches nu
 from __future__ import annotations
 
 import bisect
+import encodings.cp437  # noqa: F401  (zipfile decodes names with it: load it before any file)
 import hashlib
 import io
 import json
@@ -117,6 +118,21 @@ def _npy_header(dtype: np.dtype, shape: tuple[int, ...], fortran: bool) -> bytes
 
 
 _MAX_NPY_HEADER = 1 << 20
+
+
+def _read_npy_header(
+    head: bytes, name: str, dtype: np.dtype, shape: tuple[int, ...], fortran: bool
+) -> tuple[int, np.dtype, tuple[int, ...], bool]:
+    """Return (header length, dtype, shape, fortran_order) of the .npy data starting ``head``.
+
+    When the header is byte for byte the one this numpy writes for the expected layout, that
+    is the answer; otherwise (another writer) it is parsed. Parsing costs a Python ``compile``
+    per header, several times the cost of reading a small array.
+    """
+    expected = _npy_header(dtype, shape, fortran)
+    if head.startswith(expected):
+        return len(expected), dtype, shape, fortran
+    return _parse_npy_header(head, name)
 
 
 def _parse_npy_header(head: bytes, name: str) -> tuple[int, np.dtype, tuple[int, ...], bool]:
@@ -351,7 +367,15 @@ class ContainerReader:
     # -- structure -------------------------------------------------------------------------
     def _read_manifest(self, infos: list[zipfile.ZipInfo]) -> dict[str, Any]:
         infos_by_name: dict[str, zipfile.ZipInfo] = {}
+        directory = self._central_directory_start()
         for info in infos:
+            if not 0 <= info.header_offset < directory:
+                # zipfile shifts offsets by any bytes it finds before the archive, so a cut or
+                # spliced file can place a member outside the file
+                raise FormatError(
+                    f"member {info.filename!r} starts outside the archive (truncated file?)",
+                    member=info.filename,
+                )
             if not _valid_member_name(info.filename, self.limits.name):
                 raise FormatError(f"forbidden member name {info.filename!r}", member=info.filename)
             if info.filename in infos_by_name:
@@ -408,9 +432,8 @@ class ContainerReader:
                 )
             if info.compress_size > bound - info.header_offset:
                 raise FormatError("member overlaps the next one", member=info.filename)
-            if (
-                info.compress_type != zipfile.ZIP_STORED
-                and info.file_size > _expansion_bound(info, self.limits)
+            if info.compress_type != zipfile.ZIP_STORED and info.file_size > _expansion_bound(
+                info, self.limits
             ):
                 raise FormatError(
                     "compressed member expands beyond the allowed ratio (zip bomb?)",
@@ -516,8 +539,8 @@ class ContainerReader:
         With ``mmap=True`` a stored member becomes a read-only view of the memory-mapped file
         (no copy; its digest is not computed, as that would read every page).
         """
+        nbytes = _check_layout(name, dtype, shape)
         member = self._claim(name)
-        nbytes = dtype.itemsize * _prod(shape)
         order = "F" if fortran else "C"
         info = member.info
         stored = info.compress_type == zipfile.ZIP_STORED
@@ -529,7 +552,9 @@ class ContainerReader:
             data = _aligned_bytes(member.size)
             self._decompress_into(info, data)
             _verify(name, hashlib.sha256(data).hexdigest(), member.sha256)
-        header_len, got_dtype, got_shape, got_fortran = _parse_npy_header(bytes(data), name)
+        header_len, got_dtype, got_shape, got_fortran = _read_npy_header(
+            bytes(data), name, dtype, shape, fortran
+        )
         if (got_dtype, got_shape, got_fortran) != (dtype, shape, fortran):
             raise FormatError(
                 f"{name}: its .npy header ({got_dtype}, {got_shape}, fortran_order="
@@ -582,7 +607,7 @@ class ContainerReader:
         The buffer is read and verified once; arrays are views of it (read-only views of the
         memory-mapped file with ``mmap=True``). Regions must be aligned and must not overlap.
         """
-        nbytes = dtype.itemsize * _prod(shape)
+        nbytes = _check_layout(name, dtype, shape)
         buffer = self._buffer(name, mmap)
         if offset % ALIGN or offset + nbytes > len(buffer):
             raise FormatError(
@@ -697,6 +722,26 @@ def _raw_view(arr: np.ndarray) -> memoryview:
     return memoryview(flat.reshape(-1).view(np.uint8))
 
 
+def _check_layout(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> int:
+    """Return the byte size of an array of ``shape`` and ``dtype``, if numpy can represent it.
+
+    numpy's own rule: every dimension, and the product of the non-zero ones times the item size,
+    must fit in a signed 64-bit integer. Checked before numpy sees the shape, which it would
+    otherwise refuse with a bare ValueError (or, for zero-size items, accept with a wrong size).
+    """
+    count = 1
+    for dim in shape:
+        if dim > _INTP_MAX:
+            raise FormatError(f"{name}: array dimension {dim} is too large", member=name)
+        count *= dim or 1
+    if count * max(dtype.itemsize, 1) > _INTP_MAX:
+        raise FormatError(f"{name}: an array of shape {shape} is too large", member=name)
+    return dtype.itemsize * _prod(shape)
+
+
+_INTP_MAX = sys.maxsize  # numpy's npy_intp
+
+
 def _prod(shape: tuple[int, ...]) -> int:
     n = 1
     for dim in shape:
@@ -723,6 +768,9 @@ def _check_manifest(manifest: object) -> None:
             f"versions up to {FORMAT_VERSION}. Upgrade skvault to load it.",
             version=version,
         )
+    for key in ("created_by", "packages"):
+        if key in manifest and not isinstance(manifest[key], dict):
+            raise FormatError(f"manifest.json: {key!r} must be an object", member=MANIFEST)
     if manifest.get("graph") != GRAPH:
         raise FormatError("manifest.json must name graph.json as its graph", member=MANIFEST)
     members = manifest.get("members")

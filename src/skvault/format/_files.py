@@ -34,6 +34,8 @@ def open_input(file: FileLike) -> Iterator[IO[bytes]]:
         return
     if not hasattr(file, "read"):
         raise TypeError(f"file must be a path or a binary file object, not {type(file).__name__}")
+    if isinstance(file, io.TextIOBase):
+        raise TypeError("file must be opened in binary mode ('rb'), not text mode")
     fh = file  # type: ignore[assignment]
     if not _seekable(fh):
         # zip needs random access: spool a pipe or socket into memory first
@@ -60,6 +62,8 @@ def atomic_output(file: FileLike) -> Iterator[IO[bytes]]:
             raise TypeError(
                 f"file must be a path or a binary file object, not {type(file).__name__}"
             )
+        if isinstance(file, io.TextIOBase):
+            raise TypeError("file must be opened in binary mode ('wb'), not text mode")
         yield file  # type: ignore[misc]
         return
     target = os.fspath(file)  # type: ignore[arg-type]

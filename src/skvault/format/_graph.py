@@ -7,9 +7,11 @@ reference always points backward (to a smaller index than the node holding it): 
 contain a cycle, a node referenced twice is one shared object after loading, and a reader builds
 the nodes in list order without recursion.
 
-Reading is three phases: `GraphReader.__init__` checks the structure and every reference (no
-imports), `GraphReader.required_globals` lists what the file asks to resolve (for the audit), and
-`GraphReader.construct` builds the objects, resolving names only through the trust policy.
+Reading is three phases: `GraphReader.__init__` checks the document's structure (no imports),
+`GraphReader.required_globals` lists what the file asks to resolve (for the audit), and
+`GraphReader.construct` builds the objects, resolving names only through the trust policy and
+checking each reference as it follows it. Readers that do not construct (the audit, inspection)
+check every reference first with `GraphReader.check_references`.
 """
 
 from __future__ import annotations
@@ -251,14 +253,55 @@ class GraphReader:
             raise FormatError(f"graph.json has {len(nodes)} nodes, over the limit")
         self.nodes: list[dict[str, Any]] = nodes
         kinds = registry.by_kind
-        for index, node in enumerate(nodes):
-            if type(node) is not dict or node.get("kind") not in kinds:
-                raise FormatError(f"graph node {index} is not an object with a known 'kind'")
+        index = 0
+        try:
+            for index, node in enumerate(nodes):
+                if type(node) is not dict or node.get("kind") not in kinds:
+                    raise FormatError(f"graph node {index} is not an object with a known 'kind'")
+        except TypeError:  # an unhashable 'kind' (a JSON list or object)
+            raise FormatError(f"graph node {index} is not an object with a known 'kind'") from None
         self.root = doc["root"]
+        if type(self.root) is dict:
+            self.ref(self.root, len(nodes))
+        elif type(self.root) is list:
+            raise FormatError("graph.json: 'root' must be a value, not a JSON list")
         self._built: list[Any] = []
         self._parents: dict[int, tuple[int, str]] | None = None
+        self._references_checked = False
         self.policy: TrustPolicy | None = None
         self.mmap = False
+
+    def check_references(self) -> None:
+        """Check every reference: ``{"ref": i}`` with exactly that key and ``i`` before its holder.
+
+        Construction checks each reference as it follows it (`value`), so loading does not pay
+        for this pass; readers that do not construct (the audit, inspection) call it first, so
+        they never meet a dangling, forward or malformed reference either.
+        """
+        if self._references_checked:
+            return
+        for index, node in enumerate(self.nodes):
+            for field in node.values():
+                if type(field) is dict:
+                    self.ref(field, index)
+                elif type(field) is list and field:
+                    # most lists hold scalars only, which the C-level set of types tells fast
+                    types = set(map(type, field))
+                    if dict in types or list in types:
+                        self._check_refs(field, index)
+        self._references_checked = True
+
+    def _check_refs(self, items: list[Any], holder: int) -> None:
+        """Check the references anywhere inside a list held by node ``holder``."""
+        stack = [items]
+        while stack:  # a loop, not recursion: the nesting depth is the file's choice
+            for item in stack.pop():
+                if type(item) is dict:
+                    ref = item.get("ref")
+                    if type(ref) is not int or not 0 <= ref < holder or len(item) != 1:
+                        self.ref(item, holder)  # raises, saying what is wrong
+                elif type(item) is list:
+                    stack.append(item)
 
     def reducer(self, index: int) -> Reducer:
         """Return the reducer that handles node ``index``."""
@@ -309,13 +352,18 @@ class GraphReader:
         """Return the node index of reference ``value`` held by node ``holder``, checked."""
         ref = value.get("ref") if type(value) is dict else None
         if type(ref) is not int or len(value) != 1:
-            raise FormatError(f"graph node {holder}: objects inside nodes must be references")
+            raise FormatError(
+                f"{self._holder(holder)}: JSON objects inside the graph must be {{'ref': index}}"
+            )
         if not 0 <= ref < holder:
             raise FormatError(
-                f"graph node {holder} references node {ref}, which is missing or not earlier "
+                f"{self._holder(holder)} references node {ref}, which is missing or not earlier "
                 "in the list (cycles and forward references are not allowed)"
             )
         return ref
+
+    def _holder(self, holder: int) -> str:
+        return "the root" if holder >= len(self.nodes) else f"graph node {holder}"
 
     def array(
         self, name: str, dtype: np.dtype, shape: tuple[int, ...], fortran: bool
