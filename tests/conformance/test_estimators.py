@@ -56,13 +56,7 @@ OUTPUT_METHODS = (
 )
 
 # Estimators that all_estimators() lists but test_round_trip does not fit, with the reason.
-EXCLUDED: dict[str, str] = {
-    "Birch": (
-        "its CF-tree leaves form a doubly linked list (prev_leaf_ <-> next_leaf_), a reference "
-        "cycle that the acyclic graph of format version 1 cannot hold; dump refuses it with "
-        "UnsupportedTypeError (test_birch_is_refused_with_a_clear_error)"
-    ),
-}
+EXCLUDED: dict[str, str] = {}
 
 # Cases whose floating-point results may differ from the original by 1e-12 relative, with the
 # reason. An entry is allowed only while a pickle round trip differs from the original as well
@@ -332,12 +326,18 @@ def test_round_trip(est: Any, request: pytest.FixtureRequest) -> None:
         check_round_trip(est, data, loaded)
 
 
-def test_birch_is_refused_with_a_clear_error():
-    birch = _quiet(Birch(n_clusters=None).fit, _blobs()[0])
-    with pytest.raises(skvault.UnsupportedTypeError, match="cycle") as info:
-        skvault.dumps(birch)
-    assert info.value.type_name == "sklearn.cluster._birch._CFNode"
-    assert info.value.path.startswith(("root_.", "dummy_leaf_."))
+def test_birch_keeps_its_linked_leaves():
+    # the CF-tree leaves form a doubly linked list (prev_leaf_ <-> next_leaf_): a cycle, which
+    # the graph closes with forward references to object nodes
+    X = _blobs()[0]
+    birch = _quiet(Birch(n_clusters=None).fit, X)
+    loaded = skvault.loads(skvault.dumps(birch))
+    leaf, count = loaded.dummy_leaf_.next_leaf_, 0
+    while leaf is not None:
+        assert leaf.prev_leaf_.next_leaf_ is leaf
+        leaf, count = leaf.next_leaf_, count + 1
+    assert count == len(birch._get_leaves())
+    np.testing.assert_array_equal(loaded.predict(X), birch.predict(X))
 
 
 # -- memory-mapped loading --------------------------------------------------------------------

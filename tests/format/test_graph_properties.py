@@ -341,25 +341,14 @@ def test_bad_nan_bits_are_format_errors(node):
         _load_node(node)
 
 
-# -- known gaps (files this suite does not own) ---------------------------------------------------
+# -- once gaps: writer bugs found by the properties above, now fixed ------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ContainerWriter never writes a buffer member that holds only empty arrays, yet the "
-    "graph names it (src/skvault/format/_container.py add_array / _flush_buffer)",
-)
 def test_only_empty_arrays():
     value = [np.zeros((0, 3)), np.array([], dtype="<U2")]
     assert_identical(value, skvault.loads(skvault.dumps(value)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="a str with an unpaired surrogate reaches json/UTF-8 encoding and fails with a raw "
-    "UnicodeEncodeError instead of a skvault error (src/skvault/format/_graph.py value)",
-)
 def test_string_with_lone_surrogate():
     value = {"key\udc80": "value\ud800"}
     try:

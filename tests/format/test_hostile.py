@@ -414,11 +414,6 @@ def test_sparse_matrix_with_out_of_bounds_indices():
     assert_load_refused(repack(good, members=corrupt), InvalidStateError, "csr_matrix")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reducers/_objects.py: an ext node 'call's any trusted class with the file's "
-    "arguments, so builtins.bytearray(n) allocates n bytes (see the helper's report)",
-)
 def test_ext_call_cannot_allocate_at_the_files_request():
     data = craft(
         G(
@@ -494,16 +489,9 @@ def test_array_shapes_numpy_cannot_represent(shape, dtype):
 def test_malformed_array_shapes(shape):
     nodes = [LIST(), ARRAY(shape)] if shape == {"ref": 0} else [ARRAY(shape)]
     data = craft(G(nodes, {"ref": len(nodes) - 1}), BUFFER)
-    # the command line's failure on a shape that is not a list is the xfail test below
-    assert_load_refused(data, FormatError, cli=isinstance(shape, list))
+    assert_load_refused(data, FormatError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="cli/_inspect.py _label() calls tuple(shape) and len(dtype) on whatever the file "
-    "holds (format/_inspect.py _array passes them through unchecked)",
-)
 @pytest.mark.parametrize("field", ["shape", "dtype"])
 def test_cli_inspect_of_an_array_node_with_a_scalar_shape_or_dtype(field):
     node = ARRAY([2])

@@ -59,9 +59,11 @@ def _label(node: Any) -> str:
     kind = node["type"]
     if "shape" in node:
         dtype = node["dtype"]
-        dtype = dtype if isinstance(dtype, str) else f"struct[{len(dtype)} fields]"
+        if not isinstance(dtype, str):
+            dtype = f"struct[{len(dtype)} fields]" if isinstance(dtype, list) else "?"
         size = f", {node['bytes']:,} bytes" if node.get("bytes") is not None else ""
-        return f"array {tuple(node['shape'])} {dtype}{size}"
+        shape = tuple(node["shape"]) if node["shape"] is not None else "(malformed shape)"
+        return f"array {shape} {dtype}{size}"
     if "length" in node:
         return f"{kind} of {node['length']}"
     if "value" in node:

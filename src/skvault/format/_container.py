@@ -16,6 +16,7 @@ import mmap as _mmap
 import struct
 import sys
 import zipfile
+import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
@@ -64,9 +65,13 @@ class Limits:
     # refuses an honest member; LZMA reaches about 7000:1 on constant data
     ratio_deflate: int = 1100
     ratio_lzma: int = 20_000
+    # graph.json becomes Python objects several times its size: it gets a tighter cap
+    ratio_graph: int = 100
 
-    def ratio(self, method: int) -> int:
-        """Return the expansion cap for a zip compression method."""
+    def ratio(self, method: int, name: str = "") -> int:
+        """Return the expansion cap for a member compressed with zip method ``method``."""
+        if name == GRAPH:
+            return self.ratio_graph
         return self.ratio_deflate if method == zipfile.ZIP_DEFLATED else self.ratio_lzma
 
 
@@ -169,6 +174,7 @@ class ContainerWriter:
         self._arrays = 0
         self._buffers = 0
         self._buffer = bytearray()
+        self._buffer_named = False
 
     def add_array(self, arr: np.ndarray) -> dict[str, Any]:
         """Store ``arr``'s data and return where it went, as ndarray node fields.
@@ -187,6 +193,7 @@ class ContainerWriter:
         if len(self._buffer) + len(data) > BUFFER_LIMIT:
             self._flush_buffer()
         offset = len(self._buffer)
+        self._buffer_named = True
         self._buffer += data
         self._buffer += bytes(-len(self._buffer) % ALIGN)
         return {"fortran_order": fortran, "buffer": self._buffer_name(), "offset": offset}
@@ -195,19 +202,26 @@ class ContainerWriter:
         return f"buffers/{self._buffers}.bin"
 
     def _flush_buffer(self) -> None:
-        if self._buffer:
+        # a buffer named by the graph is written even when it holds only empty arrays
+        if self._buffer_named:
             self._write(self._buffer_name(), (self._buffer,), aligned=True)
             self._buffers += 1
             self._buffer = bytearray()
+            self._buffer_named = False
 
     def add_bytes(self, name: str, data: bytes, *, deflate: bool = False) -> None:
         """Store ``data`` as member ``name`` (pending array buffers are written first).
 
-        ``deflate=True`` compresses it even when the file is otherwise uncompressed: the graph is
-        text that shrinks several-fold for a negligible cost, and is never memory-mapped.
+        ``deflate=True`` compresses it with deflate whatever the file's own compression: the graph
+        is text that shrinks several-fold for a negligible cost, and is never memory-mapped. It
+        is stored instead when it would expand past a reader's cap for it (a graph of a million
+        identical values).
         """
         self._flush_buffer()
-        self._write(name, (data,), aligned=False, deflate=deflate)
+        if deflate and len(zlib.compress(data, 1)) * DEFAULT_LIMITS.ratio_graph < len(data):
+            self._write(name, (data,), aligned=False, method=zipfile.ZIP_STORED)
+        else:
+            self._write(name, (data,), aligned=False, deflate=deflate)
 
     def _write(
         self,
@@ -216,13 +230,16 @@ class ContainerWriter:
         *,
         aligned: bool,
         deflate: bool = False,
+        method: int | None = None,
     ) -> None:
         size = sum(len(p) for p in parts)
         info = zipfile.ZipInfo(name)
         info.file_size = size
-        method, level = self._method, self._level
-        if deflate and method == zipfile.ZIP_STORED:
-            method, level = zipfile.ZIP_DEFLATED, 1
+        level = self._level
+        if method is None:
+            method = self._method
+            if deflate:
+                method, level = zipfile.ZIP_DEFLATED, 1
         if name == MANIFEST:
             method = zipfile.ZIP_STORED
         info.compress_type = method
@@ -637,7 +654,10 @@ class ContainerReader:
                 raise FormatError("buffer data is not 64-byte aligned", member=name)
             if mmap and self._can_mmap():
                 assert self._mmap is not None
+                # small arrays are mapped too, but their digest is still checked: unlike large
+                # .npy members, reading them all costs little
                 view = memoryview(self._mmap)[offset : offset + member.size]
+                _verify(name, hashlib.sha256(view).hexdigest(), member.sha256)
                 self._buffers[name] = view
                 return view
             data = _aligned_bytes(member.size)
@@ -707,7 +727,7 @@ class _Digest:
 
 def _expansion_bound(info: zipfile.ZipInfo, limits: Limits) -> int:
     """The largest uncompressed size a compressed member of this size may declare."""
-    return max(info.compress_size, 1024) * limits.ratio(info.compress_type)
+    return max(info.compress_size, 1024) * limits.ratio(info.compress_type, info.filename)
 
 
 def _aligned_bytes(size: int) -> memoryview:

@@ -66,6 +66,8 @@ class Reducer:
 
     kind: ClassVar[str]
     types: ClassVar[tuple[type, ...]] = ()
+    # whether nodes of this kind may be referenced before they are built (see `allocate`)
+    forward: ClassVar[bool] = False
 
     def accepts(self, obj: object) -> bool:
         """Return whether this reducer handles ``obj`` (used only when no exact type matched)."""
@@ -86,6 +88,13 @@ class Reducer:
     def describe(self, node: dict[str, Any]) -> str:
         """Return a short type label for ``node``, for inspection."""
         return self.kind
+
+    def allocate(self, node: dict[str, Any], r: GraphReader) -> Any:
+        """Create the still empty object of a `forward` node that is referenced before it is built.
+
+        `construct` later fills that same object (`GraphReader.preallocated`).
+        """
+        raise NotImplementedError
 
     def children(self, node: dict[str, Any]) -> Iterator[tuple[int, str]]:
         """Yield ``(node index, location label)`` for each reference in ``node``."""
@@ -138,7 +147,8 @@ class GraphWriter:
         self.container = container
         self.nodes: list[dict[str, Any]] = []
         self._memo: dict[int, int] = {}
-        self._active: set[int] = set()
+        self._active: dict[int, Reducer] = {}
+        self._fixups: dict[int, list[dict[str, int]]] = {}
         # ids are only unique while objects live: keep every object seen (including temporary
         # state dicts made by __getstate__) alive until the graph is complete
         self._keep: list[object] = []
@@ -149,7 +159,11 @@ class GraphWriter:
     def value(self, obj: object, path: str) -> Any:
         """Return the JSON value for ``obj``: inline when it is a plain scalar, else a reference."""
         t = type(obj)
-        if obj is None or t is bool or t is str:
+        if obj is None or t is bool:
+            return obj
+        if t is str:
+            if not obj.isascii():  # type: ignore[union-attr]
+                _check_utf8(obj, path)  # type: ignore[arg-type]
             return obj
         if t is int and -INT_LIMIT < obj < INT_LIMIT:  # type: ignore[operator]
             return obj
@@ -159,9 +173,18 @@ class GraphWriter:
         if key in self._memo:
             return {"ref": self._memo[key]}
         if key in self._active:
-            raise UnsupportedTypeError(
-                display_path(path), qualified_name(t), "the object contains itself (a cycle)"
-            )
+            if not self._active[key].forward:
+                raise UnsupportedTypeError(
+                    display_path(path),
+                    qualified_name(t),
+                    "the object contains itself through a container (a cycle only objects with "
+                    "a __dict__ state can close)",
+                )
+            # a cycle back to an object still being written: its index is known only once it
+            # is finished, so the reference is patched then
+            placeholder = {"ref": -1}
+            self._fixups.setdefault(key, []).append(placeholder)
+            return placeholder
         reducer = self.registry.for_object(obj)
         if reducer is None:
             raise UnsupportedTypeError(display_path(path), qualified_name(t), _why_unsupported(obj))
@@ -169,18 +192,21 @@ class GraphWriter:
             raise UnsupportedTypeError(
                 display_path(path), qualified_name(t), "the object is nested too deeply"
             )
-        self._active.add(key)
+        self._active[key] = reducer
         self._keep.append(obj)
         self._depth += 1
         try:
             fields = reducer.reduce(obj, self, path)
         finally:
             self._depth -= 1
-            self._active.discard(key)
-        # post-order: children got their indices first, so references point backward
+            del self._active[key]
+        # post-order: children got their indices first, so references point backward (but for
+        # the patched references that close a cycle)
         index = len(self.nodes)
         self.nodes.append({"kind": reducer.kind, **fields})
         self._memo[key] = index
+        for placeholder in self._fixups.pop(key, ()):
+            placeholder["ref"] = index
         return {"ref": index}
 
     def shared(self, key: object, obj: object) -> Any:
@@ -200,6 +226,15 @@ class GraphWriter:
     def graph(self, root: Any) -> dict[str, Any]:
         """Return the finished graph document."""
         return {"nodes": self.nodes, "root": root}
+
+
+def _check_utf8(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsupportedTypeError(
+            display_path(path), "builtins.str", "it holds an unpaired surrogate, not valid Unicode"
+        ) from None
 
 
 def _why_unsupported(obj: object) -> str:
@@ -266,6 +301,8 @@ class GraphReader:
         elif type(self.root) is list:
             raise FormatError("graph.json: 'root' must be a value, not a JSON list")
         self._built: list[Any] = []
+        self._early: dict[int, Any] = {}
+        self._current = 0
         self._parents: dict[int, tuple[int, str]] | None = None
         self._references_checked = False
         self.policy: TrustPolicy | None = None
@@ -326,10 +363,18 @@ class GraphReader:
         self.policy = policy
         self.mmap = mmap
         self._built = []
+        self._early = {}
         by_kind = self.registry.by_kind
         for index, node in enumerate(self.nodes):
+            self._current = index
             self._built.append(by_kind[node["kind"]].construct(node, self, Where(self, index)))
         return self.value(self.root)
+
+    def preallocated(self) -> Any | None:
+        """Return the object allocated early for the node being built, if it was referenced
+        before its turn (a cycle); its `construct` must fill that object rather than a new one.
+        """
+        return self._early.pop(self._current, None)
 
     def resolve(self, name: str) -> Any:
         """Resolve a global through the trust policy (the only way construction imports)."""
@@ -343,7 +388,15 @@ class GraphReader:
         it is what makes cycles impossible.
         """
         if type(value) is dict:
-            return self._built[self.ref(value, len(self._built))]
+            index = self.ref(value, len(self._built))
+            if index < len(self._built):
+                return self._built[index]
+            # a forward reference (checked by ref() to name a `forward` kind): a cycle
+            early = self._early.get(index)
+            if early is None:
+                node = self.nodes[index]
+                early = self._early[index] = self.reducer(index).allocate(node, self)
+            return early
         if type(value) is list:
             raise FormatError("a JSON list cannot stand for a value")
         return value
@@ -355,10 +408,14 @@ class GraphReader:
             raise FormatError(
                 f"{self._holder(holder)}: JSON objects inside the graph must be {{'ref': index}}"
             )
-        if not 0 <= ref < holder:
+        if not 0 <= ref < holder and not (
+            holder < len(self.nodes)
+            and 0 <= ref < len(self.nodes)
+            and self.registry.by_kind[self.nodes[ref]["kind"]].forward
+        ):
             raise FormatError(
                 f"{self._holder(holder)} references node {ref}, which is missing or not earlier "
-                "in the list (cycles and forward references are not allowed)"
+                "in the list (only object nodes may be referenced ahead, to close a cycle)"
             )
         return ref
 

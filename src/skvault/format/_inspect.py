@@ -92,9 +92,20 @@ class _Describer:
         return out
 
 
+def _dtype_shown(dtype: Any, graph: GraphReader) -> Any:
+    if isinstance(dtype, dict):  # a shared dtype node (references are checked before this)
+        dtype = graph.nodes[dtype["ref"]].get("descr")
+    return dtype if isinstance(dtype, (str, list)) else None
+
+
 def _array(node: dict[str, Any], graph: GraphReader) -> dict[str, Any]:
-    shape = node.get("shape", [])
-    out: dict[str, Any] = {"shape": shape, "dtype": node.get("dtype")}
+    # shown as the file has them, but only in the forms the format allows
+    shape = node.get("shape")
+    dtype = node.get("dtype")
+    out: dict[str, Any] = {
+        "shape": shape if isinstance(shape, list) and all(type(d) is int for d in shape) else None,
+        "dtype": _dtype_shown(dtype, graph),
+    }
     member = node.get("member")
     if isinstance(member, str) and graph.container is not None:
         out["member"] = member

@@ -26,7 +26,7 @@ _MAX_NAME = 300
 
 def is_valid_name(name: object) -> bool:
     """Return whether ``name`` is a well-formed fully qualified ``module.name`` string."""
-    return isinstance(name, str) and len(name) <= _MAX_NAME and _NAME.match(name) is not None
+    return isinstance(name, str) and len(name) <= _MAX_NAME and _NAME.fullmatch(name) is not None
 
 
 @lru_cache(maxsize=1)

@@ -124,10 +124,25 @@ def _refused(cls: type) -> str | None:
     return None
 
 
-def _check_not_refused(cls: type, name: str, path: str) -> None:
+# Types with a node kind of their own are only ever built by that kind: through an object or
+# ext node, bytearray(10**9) or numpy.ndarray(shape) would allocate whatever the file asks.
+_OWN_KIND_BASES = (np.ndarray, np.generic, np.dtype, np.ufunc, np.random.Generator)
+
+
+def _class_to_build(r: GraphReader, name: str, path: object) -> type:
+    """Resolve ``name`` (trust-checked) and return it if it is a class these nodes may build."""
+    cls = r.resolve(name)
+    if not isinstance(cls, type):
+        raise FormatError(f"{name} at {display_path(path)} is not a class")
+    if cls.__module__ == "builtins" or issubclass(cls, _OWN_KIND_BASES):
+        raise FormatError(
+            f"{name} at {display_path(path)} has a node kind of its own and cannot be built "
+            "from an object or ext node"
+        )
     reason = _refused(cls)
     if reason is not None:
         raise FormatError(f"{name} at {display_path(path)} is {reason}")
+    return cls
 
 
 def _str_list(v: object) -> bool:
@@ -176,6 +191,7 @@ class ObjectReducer(Reducer):
     """
 
     kind = "object"
+    forward = True
 
     def accepts(self, obj: object) -> bool:
         cls = type(obj)
@@ -224,14 +240,13 @@ class ObjectReducer(Reducer):
         values = expect(node, "values", is_list, "a list")
         if len(names) != len(values) or len(set(names)) != len(names):
             raise FormatError(f"{name} at {display_path(path)}: malformed attribute lists")
-        cls = r.resolve(name)
-        if not isinstance(cls, type):
-            raise FormatError(f"{name} at {display_path(path)} is not a class")
-        _check_not_refused(cls, name, path)
+        cls = _class_to_build(r, name, path)
         state = {k: r.value(v) for k, v in zip(names, values)}
         validate(name, path, (), state)
         try:
-            obj = cls.__new__(cls)
+            obj = r.preallocated()
+            if obj is None:
+                obj = cls.__new__(cls)
             if "item_keys" in node:
                 if not isinstance(obj, dict):
                     raise FormatError(f"{name} at {display_path(path)} is not a mapping")
@@ -249,6 +264,16 @@ class ObjectReducer(Reducer):
         except Exception as exc:
             raise InvalidStateError(path, name, f"restoring its state failed: {exc!r}") from None
         return obj
+
+    def allocate(self, node: dict[str, Any], r: GraphReader) -> Any:
+        # referenced ahead of its turn (a cycle, like Birch's linked leaves): pickle too creates
+        # the instance first and sets its state once the state's own objects exist
+        name = node.get("type")
+        cls = _class_to_build(r, name, name)  # type: ignore[arg-type]
+        try:
+            return cls.__new__(cls)
+        except Exception as exc:
+            raise InvalidStateError(name, str(name), f"creating it failed: {exc!r}") from None
 
     def describe(self, node: dict[str, Any]) -> str:
         return str(node.get("type"))
@@ -337,10 +362,7 @@ class ExtensionReducer(Reducer):
         arg_values = expect(node, "args", is_list, "a list")
         if form != "call" and arg_values:
             raise FormatError(f"{name} at {display_path(path)}: only 'call' takes arguments")
-        cls = r.resolve(name)
-        if not isinstance(cls, type):
-            raise FormatError(f"{name} at {display_path(path)} is not a class")
-        _check_not_refused(cls, name, path)
+        cls = _class_to_build(r, name, path)
         args = tuple(r.value(v) for i, v in enumerate(arg_values))
         state = r.value(node.get("state"))
         validate(name, path, args, state)
