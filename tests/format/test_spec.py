@@ -34,5 +34,5 @@ def test_limits_table_matches_the_reader():
     assert f"| nodes | {limits.nodes:,} |".replace(",", " ") in SPEC
     assert f"| member name | {limits.name} bytes |" in SPEC
     lzma = f"{limits.ratio_lzma:,}".replace(",", " ")
-    ratios = f"{limits.ratio_deflate}:1 deflate, {lzma}:1 LZMA"
+    ratios = f"{limits.ratio_graph}:1 `graph.json`, {limits.ratio_deflate}:1 deflate, {lzma}:1 LZMA"
     assert ratios in SPEC
