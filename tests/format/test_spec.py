@@ -15,7 +15,16 @@ SPEC = (Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md").read_text("u
 def test_every_node_kind_is_specified_and_nothing_else():
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", SPEC, flags=re.MULTILINE))
     documented -= {"manifest.json", "graph.json"}
-    member_rows = {"format", "format_version", "graph", "members", "created_by", "packages"}
+    member_rows = {
+        "format",
+        "format_version",
+        "graph",
+        "metadata",
+        "members",
+        "created_by",
+        "packages",
+        "metadata.json",
+    }
     assert documented - member_rows == set(REGISTRY.by_kind)
 
 

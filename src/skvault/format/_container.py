@@ -39,6 +39,7 @@ FORMAT_NAME = "skvault"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 GRAPH = "graph.json"
+METADATA = "metadata.json"
 ALIGN = 64
 LARGE_ARRAY = 64 << 10  # arrays this large or larger get a .npy member of their own
 BUFFER_LIMIT = 256 << 20  # a shared buffer member is closed when it would grow past this
@@ -65,12 +66,12 @@ class Limits:
     # refuses an honest member; LZMA reaches about 7000:1 on constant data
     ratio_deflate: int = 1100
     ratio_lzma: int = 20_000
-    # graph.json becomes Python objects several times its size: it gets a tighter cap
+    # graph.json (and metadata.json) become Python objects several times their size
     ratio_graph: int = 100
 
     def ratio(self, method: int, name: str = "") -> int:
         """Return the expansion cap for a member compressed with zip method ``method``."""
-        if name == GRAPH:
+        if name in (GRAPH, METADATA):
             return self.ratio_graph
         return self.ratio_deflate if method == zipfile.ZIP_DEFLATED else self.ratio_lzma
 

@@ -68,6 +68,13 @@ class TrustPolicy:
             extra = frozenset(items)
         self._names = default_allowlist() | extra
 
+    @classmethod
+    def nothing(cls) -> TrustPolicy:
+        """Return a policy that trusts no name at all (for plain-data graphs)."""
+        policy = cls()
+        policy._names = frozenset()
+        return policy
+
     def untrusted(self, names: Collection[str]) -> list[str]:
         """Return the sorted names of ``names`` that this policy refuses."""
         return sorted(n for n in set(names) if n not in self._names)
