@@ -192,15 +192,27 @@ def _lil(args: tuple, state: Any) -> None:
         fail(f"rows[{i}] and data[{i}] have different lengths")
     flat = list(itertools.chain.from_iterable(rows))
     if not set(map(type, flat)) <= {int}:
-        fail("rows must hold int column indices")
+        fail("rows must hold lists of int column indices")
     try:
         cols = np.array(flat, dtype=np.int64)
     except OverflowError:
         fail("a column index in rows does not fit in 64 bits")
-    first_outside(cols, 0, n_cols, "column index {} of rows (flattened)")
+    starts = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    bad = (cols < 0) | (cols >= n_cols)
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        r = int(np.searchsorted(starts, pos, side="right")) - 1
+        fail(f"rows[{r}][{pos - starts[r]}] = {cols[pos]} is outside [0, {n_cols})")
     # the Cython lookups bisect each row: it must be strictly increasing
-    ends = np.cumsum(lengths)
-    _sorted_rows(np.concatenate(([0], ends)), cols, strict=True)
+    if cols.shape[0] > 1:
+        down = np.diff(cols) <= 0
+        inner = starts[1:-1]
+        down[inner[(inner > 0) & (inner < cols.shape[0])] - 1] = False
+        if down.any():
+            pos = int(np.flatnonzero(down)[0]) + 1
+            r = int(np.searchsorted(starts, pos, side="right")) - 1
+            fail(f"rows[{r}] is not strictly increasing")
 
 
 @validator(f"{_SP}_dok.dok_matrix", f"{_SP}_dok.dok_array")

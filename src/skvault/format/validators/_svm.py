@@ -18,6 +18,7 @@ from ._sparse import issparse_shape
 
 __all__: list[str] = []
 
+
 @validator(
     "sklearn.svm._classes.SVC",
     "sklearn.svm._classes.NuSVC",

@@ -30,7 +30,6 @@ __all__: list[str] = []
 TREE = "sklearn.tree._tree.Tree"
 _TREE_LEAF = -1
 _ROOT = np.zeros(1, dtype=np.intp)
-_ONE_CLASS = np.ones(1, dtype=np.intp)
 
 
 @validator(TREE)
@@ -56,25 +55,31 @@ def _tree(args: tuple, state: Any) -> None:
     array(get(st, "values"), "values", dtype=np.float64, shape=expected, c_contiguous=True)
 
     if not _nodes_fast(nodes, n_features, max_depth):
+        # the fast path is conservative (a NaN threshold on a leaf sends it here too): the
+        # explain path checks every rule exactly, and fails on the first broken one
         _nodes_explain(nodes, n_features, max_depth)
-        fail("the node links are inconsistent")  # pragma: no cover - explain always fails
 
 
 def _nodes_fast(nodes: np.ndarray, n_features: int, max_depth: int) -> bool:
-    """Return whether the nodes pass every rule, in as few whole-array operations as possible.
+    """Return whether the nodes pass every rule, in as few whole-array passes as possible.
 
-    A false result only means that `_nodes_explain` must find and name the broken rule. Each
-    test here implies its rule exactly; they are ordered so that every array access is in
-    bounds given the tests before it.
+    True means every rule holds. False means `_nodes_explain` must decide, and name the broken
+    rule; the tests are ordered so that every array access is in bounds given those before it.
     """
     n = nodes.shape[0]
-    left = nodes["left_child"]
-    right = nodes["right_child"]
-    leaf = left == _TREE_LEAF
-    # a full binary tree of n nodes has (n + 1) / 2 leaves, which have both links -1
-    if 2 * np.count_nonzero(leaf) != n + 1 or not np.array_equal(leaf, right == _TREE_LEAF):
+    columns = _columns(nodes)
+    if columns is None:  # a platform whose node layout differs: check field by field
         return False
-    if max(left.max(), right.max()) >= n or min(left.min(), right.min()) < _TREE_LEAF:
+    links, feature, threshold, missing = columns
+    if links.min() < _TREE_LEAF or links.max() >= n:
+        return False
+    left, right = links
+    # with both links in [-1, n): the product is >= 1 exactly when both are -1 (a leaf) or both
+    # are >= 1 (a split node whose children are not the root)
+    if (left * right).min() < 1:
+        return False
+    leaf = left == _TREE_LEAF
+    if 2 * np.count_nonzero(leaf) != n + 1:  # a full binary tree has (n + 1) / 2 leaves
         return False
     # one slot past the end takes the leaves' -1 links; the n - 1 links of split nodes must
     # then reach the n - 1 non-root nodes, each exactly once
@@ -84,35 +89,48 @@ def _nodes_fast(nodes: np.ndarray, n_features: int, max_depth: int) -> bool:
     parent[right] = index
     if n > 1 and parent[1:n].min() < 0:
         return False
-    features = np.where(leaf, 0, nodes["feature"])
-    if features.min() < 0 or features.max() >= n_features:
+    # as unsigned, a negative feature is larger than any bound
+    if np.where(leaf, 0, feature).view(np.uint64).max() >= n_features:
         return False
     # a NaN anywhere makes the sum NaN (the explain path then looks at split nodes only)
-    if np.isnan(nodes["threshold"].sum()) or nodes["missing_go_to_left"].max() > 1:
+    if np.isnan(threshold.sum()) or missing.max() > 1:
         return False
-    return _depth(nodes, parent, index, max_depth) == max_depth
+    return _depth(parent, max_depth) == max_depth
 
 
-def _depth(nodes: np.ndarray, parent: np.ndarray, index: np.ndarray, max_depth: int) -> int:
-    """Return the depth of a tree whose links passed the checks of `_nodes_fast`.
+_COLUMNS = np.array([0, 1, 2, 3, 7])  # the 8-byte words of left, right, feature, threshold, flag
 
-    Every tree scikit-learn builds numbers each child after its parent. Then the tree's own
-    compiled ``compute_node_depths`` (one pass, which assumes exactly that order) can run on a
-    scratch copy: its writes go to child indices, already known to lie in ``[1, n)``. Any other
-    numbering falls back to pointer jumping (``ceil(log2(depth))`` whole-array rounds; a pointer
-    that has not reached the root after them is deeper than ``max_depth``, or on a cycle).
+
+def _columns(nodes: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """Copy the fields the rules read into contiguous arrays, in one pass over the records.
+
+    Returns None unless the node layout is the 64-bit one: five 8-byte words at offsets 0, 8, 16,
+    24 and 56 of a 64-byte record, ``missing_go_to_left`` in the first byte of the last word.
     """
-    from sklearn.tree._tree import Tree
+    fields: Any = nodes.dtype.fields or {}
+    if not (
+        nodes.dtype.itemsize == 64
+        and np.dtype(np.intp).itemsize == 8
+        and fields["left_child"] == (np.dtype(np.intp), 0)
+        and fields["right_child"] == (np.dtype(np.intp), 8)
+        and fields["feature"] == (np.dtype(np.intp), 16)
+        and fields["threshold"] == (np.dtype(np.float64), 24)
+        and fields["missing_go_to_left"] == (np.dtype(np.uint8), 56)
+    ):
+        return None
+    words = nodes.view(np.int64).reshape(nodes.shape[0], 8).T[_COLUMNS]
+    return words[:2], words[2], words[3].view(np.float64), words[4].view(np.uint8)[::8]
 
-    n = nodes.shape[0]
-    if n == 1:
-        return 0
-    if (parent[1:n] < index[1:]).all():
-        scratch = Tree(1, _ONE_CLASS, 1)
-        scratch.__setstate__(
-            {"max_depth": 0, "node_count": n, "nodes": nodes, "values": np.zeros((n, 1, 1))}
-        )
-        return int(scratch.compute_node_depths().max()) - 1  # it counts the root as 1
+
+def _depth(parent: np.ndarray, max_depth: int) -> int:
+    """Return the depth of a tree whose links passed the checks of `_nodes_fast`, or -1.
+
+    ``parent`` maps every node to its parent (its last slot is scratch). Pointer jumping: each
+    round doubles how far every node's ancestor pointer reaches, so ``bit_length(max_depth)``
+    rounds settle a tree no deeper than ``max_depth``; a pointer that has not reached the root
+    by then belongs to a deeper node or lies on a cycle, and -1 is returned.
+    """
+    n = parent.shape[0] - 1
     parent[0] = 0
     parent[n] = 0
     depth = np.ones(n + 1, dtype=np.intp)
@@ -125,7 +143,7 @@ def _depth(nodes: np.ndarray, parent: np.ndarray, index: np.ndarray, max_depth: 
 
 
 def _nodes_explain(nodes: np.ndarray, n_features: int, max_depth: int) -> None:
-    """Find the first broken rule of a node array that failed `_nodes_fast`, and fail on it."""
+    """Check every rule of a node array one by one, and fail naming the first broken one."""
     n = nodes.shape[0]
     left = nodes["left_child"]
     right = nodes["right_child"]
@@ -172,6 +190,7 @@ def _fitted_tree(st: Any, what: str = "tree_") -> Any:
 def _classes_match(st: Any, n_classes: np.ndarray, n_outputs: int) -> None:
     classes = get(st, "classes_")
     declared = get(st, "n_classes_")
+    per_output: list | tuple
     if n_outputs == 1:
         integer(declared, "n_classes_")
         per_output = [classes]
@@ -231,7 +250,9 @@ def _check_member_trees(
         if not isinstance(tree, Tree):
             fail(f"{key}[{i}] is a {type_name(est)} without a fitted tree_")
         if tree.n_features != n_features:
-            fail(f"{key}[{i}].tree_.n_features = {tree.n_features} but n_features_in_ = {n_features}")
+            fail(
+                f"{key}[{i}].tree_.n_features = {tree.n_features} but n_features_in_ = {n_features}"
+            )
         if n_outputs is not None and tree.n_outputs != n_outputs:
             fail(f"{key}[{i}].tree_.n_outputs = {tree.n_outputs} but n_outputs_ = {n_outputs}")
 
@@ -279,14 +300,15 @@ def _isolation_forest(args: tuple, state: Any) -> None:
         first_outside(f, 0, n_features, f"estimators_features_[{i}][{{}}]")
         width = f.shape[0] if subsample else n_features
         if tree.n_features != width:
-            fail(f"estimators_[{i}].tree_.n_features = {tree.n_features} but it is given {width} features")
+            fail(f"estimators_[{i}].tree_.n_features = {tree.n_features}, not {width}")
     for key in ("_decision_path_lengths", "_average_path_length_per_tree"):
         if key in st:
             values = sequence(get(st, key), key, len(estimators))
             for i, (v, est) in enumerate(zip(values, estimators)):
                 arr = array(v, f"{key}[{i}]", ndim=1)
                 if arr.shape[0] != est.tree_.node_count:
-                    fail(f"{key}[{i}] has {arr.shape[0]} entries for a tree of {est.tree_.node_count} nodes")
+                    count = est.tree_.node_count
+                    fail(f"{key}[{i}] has {arr.shape[0]} entries for a tree of {count} nodes")
 
 
 @validator(
