@@ -22,7 +22,7 @@ from ._base import (
     tree_links,
     type_name,
 )
-from ._registry import Broken, batch_validator, fail, validator
+from ._registry import Broken, batch_validator, fail, flush_pending, validator
 
 __all__: list[str] = []
 
@@ -191,6 +191,10 @@ _HGB = (
 def _hgb(args: tuple, state: Any) -> None:
     from sklearn.ensemble._hist_gradient_boosting.binning import _BinMapper
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+
+    # the checks below read the predictors' node records: let their own (queued, batched)
+    # checks run first, so a broken record is reported by the rule it breaks
+    flush_pending()
 
     st = mapping(state)
     if "_predictors" not in st:

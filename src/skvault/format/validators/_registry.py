@@ -16,6 +16,7 @@ __all__ = [
     "batch_validator",
     "deferred_validation",
     "fail",
+    "flush_pending",
     "validate",
     "validator",
 ]
@@ -53,7 +54,7 @@ def validator(*names: str) -> Callable[[Validator], Validator]:
 
     def register(fn: Validator) -> Validator:
         for name in names:
-            if name in VALIDATORS or name in BATCH_VALIDATORS:
+            if name in VALIDATORS:
                 raise ValueError(f"two validators for {name}")
             VALIDATORS[name] = fn
         return fn
@@ -66,12 +67,15 @@ def batch_validator(*names: str) -> Callable[[BatchValidator], BatchValidator]:
 
     Inside a `deferred_validation` scope the objects are queued and checked together when the
     scope ends; outside one, each object is checked alone, as a batch of one, before it is built.
+    A type may have both: its plain validator runs first, before the object is built (the checks
+    its constructor and ``__setstate__`` rely on), and the batch one is queued (the checks only
+    later use relies on, such as the links a traversal follows).
     """
 
     def register(fn: BatchValidator) -> BatchValidator:
         for name in names:
-            if name in VALIDATORS or name in BATCH_VALIDATORS:
-                raise ValueError(f"two validators for {name}")
+            if name in BATCH_VALIDATORS:
+                raise ValueError(f"two batch validators for {name}")
             BATCH_VALIDATORS[name] = fn
         return fn
 
@@ -118,6 +122,13 @@ def deferred_validation() -> Iterator[None]:
         _PENDING.reset(token)
 
 
+def flush_pending() -> None:
+    """Run the queued batch checks now (for a validator that reads its children's state)."""
+    pending = _PENDING.get()
+    if pending is not None:
+        pending.flush()
+
+
 def _run_batch(type_name: str, paths: list[object], entries: list[tuple[tuple, Any]]) -> None:
     try:
         BATCH_VALIDATORS[type_name](entries)
@@ -158,7 +169,6 @@ def validate(type_name: str, path: object, args: tuple, state: Any) -> None:
             raise
         except Exception as exc:  # a state so malformed that checking it failed is still invalid
             raise InvalidStateError(path, type_name, f"malformed state ({exc!r})") from None
-        return
     if type_name in BATCH_VALIDATORS:
         pending = _PENDING.get()
         if pending is None:
