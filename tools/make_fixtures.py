@@ -60,6 +60,7 @@ def containers() -> dict:
 
 
 def models() -> dict:
+    from sklearn.cluster import Birch
     from sklearn.datasets import load_iris
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
@@ -84,6 +85,8 @@ def models() -> dict:
         ),
         "forest_zlib": (RandomForestClassifier(8, random_state=0).fit(X, y), X, "zlib"),
         "knn_kdtree": (KNeighborsClassifier(algorithm="kd_tree").fit(Xk, yk), Xk[:100], None),
+        # its leaves link both ways: cycles closed by forward references to object nodes
+        "birch": (Birch(n_clusters=3).fit(X), X, None),
     }
 
 

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 from make_fixtures import containers  # noqa: E402
 
 V1 = FIXTURES / "v1"
-MODELS = ["logistic", "pipeline_hgb", "forest_zlib", "knn_kdtree"]
+MODELS = ["logistic", "pipeline_hgb", "forest_zlib", "knn_kdtree", "birch"]
 
 
 def same(a, b) -> bool:
