@@ -30,6 +30,7 @@ def forest(iris):
 def test_public_names():
     assert sorted(skvault.__all__) == sorted(
         [
+            "EnvironmentMismatchError",
             "FormatError",
             "IntegrityError",
             "InvalidStateError",
@@ -37,6 +38,8 @@ def test_public_names():
             "UnsupportedTypeError",
             "UnsupportedVersionError",
             "UntrustedTypeError",
+            "VerificationError",
+            "VersionMismatchWarning",
             "__version__",
             "dump",
             "dumps",
@@ -45,6 +48,7 @@ def test_public_names():
             "inspect",
             "load",
             "loads",
+            "read_metadata",
         ]
     )
     for name in skvault.__all__:
@@ -74,8 +78,9 @@ def test_path_round_trip(tmp_path, forest, iris):
     assert skvault.load(str(path)).get_params() == forest.get_params()
 
 
-def test_file_objects_and_bytes(forest, iris):
+def test_file_objects_and_bytes(forest, iris, monkeypatch):
     X, _ = iris
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")  # the recorded creation time, for equal bytes
     buf = io.BytesIO()
     skvault.dump(forest, buf)
     data = buf.getvalue()

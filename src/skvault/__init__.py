@@ -1,9 +1,10 @@
 """skvault: safe, fast, reproducible persistence for scikit-learn models."""
 
 from . import errors
-from ._api import dump, dumps, get_untrusted_types, inspect, load, loads
+from ._api import dump, dumps, get_untrusted_types, inspect, load, loads, read_metadata
 from ._version import __version__
 from .errors import (
+    EnvironmentMismatchError,
     FormatError,
     IntegrityError,
     InvalidStateError,
@@ -11,9 +12,12 @@ from .errors import (
     UnsupportedTypeError,
     UnsupportedVersionError,
     UntrustedTypeError,
+    VerificationError,
+    VersionMismatchWarning,
 )
 
 __all__ = [
+    "EnvironmentMismatchError",
     "FormatError",
     "IntegrityError",
     "InvalidStateError",
@@ -21,6 +25,8 @@ __all__ = [
     "UnsupportedTypeError",
     "UnsupportedVersionError",
     "UntrustedTypeError",
+    "VerificationError",
+    "VersionMismatchWarning",
     "__version__",
     "dump",
     "dumps",
@@ -29,4 +35,5 @@ __all__ = [
     "inspect",
     "load",
     "loads",
+    "read_metadata",
 ]

@@ -8,10 +8,20 @@
     │   ├── UnsupportedVersionError   the file's format version is newer than this reader
     │   └── InvalidStateError         an object's state breaks an invariant its type relies on
     ├── UntrustedTypeError (TypeError)    the file needs a type or function that is not trusted
-    └── UnsupportedTypeError (TypeError)  ``dump`` cannot represent an object without pickle
+    ├── UnsupportedTypeError (TypeError)  ``dump`` cannot represent an object without pickle
+    ├── EnvironmentMismatchError (RuntimeError)
+    │                                 the running versions differ from the recorded ones and
+    │                                 ``load(..., on_mismatch="error")`` asked to refuse
+    └── VerificationError (RuntimeError)  the loaded model no longer reproduces its golden sample
+
+    VersionMismatchWarning (UserWarning)  the running versions differ from the recorded ones
+                                          (``load``'s default, ``on_mismatch="warn"``)
 
 Each exception inherits the matching builtin as well, so generic ``except ValueError`` handlers keep
-working, as scikit-learn's ``NotFittedError`` does.
+working, as scikit-learn's ``NotFittedError`` does. The two provenance errors are ``RuntimeError``:
+the file is sound (it is not a ``ValueError`` like a bad file), it is the running environment that
+cannot reproduce what was recorded. ``AssertionError`` would suit a failed check in a test, but
+applications do not catch it and test runners report it as a failed test rather than an error.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "EnvironmentMismatchError",
     "FormatError",
     "IntegrityError",
     "InvalidStateError",
@@ -26,6 +37,8 @@ __all__ = [
     "UnsupportedTypeError",
     "UnsupportedVersionError",
     "UntrustedTypeError",
+    "VerificationError",
+    "VersionMismatchWarning",
 ]
 
 
@@ -126,3 +139,104 @@ class UnsupportedTypeError(SkvaultError, TypeError):
         self.path = path
         self.type_name = type_name
         self.reason = reason
+
+
+def _version_table(differences: dict[str, tuple[str | None, str | None]]) -> str:
+    def show(version: str | None) -> str:
+        return "not installed" if version is None else version
+
+    return "\n".join(
+        f"  - {name}: recorded {show(rec)}, running {show(cur)}"
+        for name, (rec, cur) in differences.items()
+    )
+
+
+class VersionMismatchWarning(UserWarning):
+    """The running versions of packages the model needs differ from the ones recorded at dump.
+
+    Like scikit-learn's ``InconsistentVersionWarning``, it carries the versions, so it can be
+    caught (``warnings.catch_warnings(record=True)``) or turned into an error
+    (``warnings.simplefilter("error", VersionMismatchWarning)``) and inspected.
+
+    Attributes
+    ----------
+    differences : dict of str to (str or None, str or None)
+        ``{name: (recorded, current)}`` for each package that differs; ``"python"`` for Python
+        itself. A version of None means not installed.
+    recorded : dict of str to str or None
+        The recorded version of each package that differs.
+    current : dict of str to str or None
+        The running version of each package that differs.
+    """
+
+    def __init__(self, differences: dict[str, tuple[str | None, str | None]]) -> None:
+        self.differences = dict(differences)
+        self.recorded = {name: rec for name, (rec, _) in self.differences.items()}
+        self.current = {name: cur for name, (_, cur) in self.differences.items()}
+        super().__init__(
+            "the model was saved with other versions than the ones running now:\n"
+            f"{_version_table(self.differences)}\n"
+            "Its results may differ: rebuild the training environment (skvault env FILE)."
+        )
+
+
+class EnvironmentMismatchError(SkvaultError, RuntimeError):
+    """The running versions differ from the recorded ones and the caller asked to refuse.
+
+    Raised by ``load(..., on_mismatch="error")`` before anything is built.
+
+    Attributes
+    ----------
+    differences : dict of str to (str or None, str or None)
+        ``{name: (recorded, current)}`` for each package that differs, as in
+        `VersionMismatchWarning`.
+    recorded, current : dict of str to str or None
+        The two sides of ``differences``.
+    """
+
+    def __init__(self, differences: dict[str, tuple[str | None, str | None]]) -> None:
+        self.differences = dict(differences)
+        self.recorded = {name: rec for name, (rec, _) in self.differences.items()}
+        self.current = {name: cur for name, (_, cur) in self.differences.items()}
+        super().__init__(
+            "the model was saved with other versions than the ones running now:\n"
+            f"{_version_table(self.differences)}\n"
+            "Rebuild the training environment (skvault env FILE --create DIR), or pass "
+            'on_mismatch="warn" to load anyway.'
+        )
+
+
+class VerificationError(SkvaultError, RuntimeError):
+    """The loaded model's outputs on its golden sample differ from the recorded ones.
+
+    Attributes
+    ----------
+    output : str or None
+        The method whose output differs, for example ``"predict_proba"``; None when the file has
+        no golden sample to check.
+    index : tuple of int or None
+        Where the largest difference is (row, and column for 2-D outputs); None when the output
+        is missing or its shape differs.
+    expected, actual : object
+        The recorded and the recomputed value at ``index`` (None when ``index`` is None).
+    difference : float or None
+        ``abs(actual - expected)`` at ``index`` for numbers; None for labels that are not
+        numbers and when ``index`` is None.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        output: str | None = None,
+        index: tuple[int, ...] | None = None,
+        expected: object = None,
+        actual: object = None,
+        difference: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.output = output
+        self.index = index
+        self.expected = expected
+        self.actual = actual
+        self.difference = difference

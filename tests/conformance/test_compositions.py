@@ -240,6 +240,7 @@ def _with_graph(graph: dict) -> bytes:
     with zipfile.ZipFile(io.BytesIO(skvault.dumps([]))) as src:
         manifest = json.loads(src.read("manifest.json"))
     data = json.dumps(graph).encode("utf-8")
+    manifest.pop("metadata", None)  # only the graph is kept
     manifest["members"] = {"graph.json": {"size": len(data), "sha256": sha256(data).hexdigest()}}
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

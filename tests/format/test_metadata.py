@@ -35,7 +35,7 @@ def test_metadata_round_trips_and_lives_in_its_own_members():
 
 
 def test_no_metadata_reads_as_none():
-    with open_artifact(skvault.dumps([1])) as artifact:
+    with open_artifact(_write([1], None)) as artifact:
         assert artifact.metadata() is None
 
 

@@ -53,4 +53,4 @@ def cli() -> None:
     """skvault: safe, fast, reproducible persistence for scikit-learn models."""
 
 
-from . import _inspect  # noqa: E402,F401  (registers the command on the group)
+from . import _env, _inspect  # noqa: E402,F401  (register the commands on the group)
