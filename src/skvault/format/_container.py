@@ -7,7 +7,6 @@ Reading checks the zip's structure, sizes and digests before anything reaches nu
 
 from __future__ import annotations
 
-import bisect
 import encodings.cp437  # noqa: F401  (zipfile decodes names with it: load it before any file)
 import hashlib
 import io
@@ -633,15 +632,19 @@ class ContainerReader:
                 member=name,
             )
         if nbytes:
-            claimed = self._regions.setdefault(name, [])
-            i = bisect.bisect(claimed, (offset, offset))
-            if (i > 0 and claimed[i - 1][1] > offset) or (
-                i < len(claimed) and claimed[i][0] < offset + nbytes
-            ):
-                raise FormatError(f"arrays overlap in {name}", member=name)
-            claimed.insert(i, (offset, offset + nbytes))
+            # overlaps are looked for once, by check_regions(), before the load returns
+            self._regions.setdefault(name, []).append((offset, offset + nbytes))
         order = "F" if fortran else "C"
         return np.ndarray(shape, dtype, buffer=buffer, offset=offset, order=order)
+
+    def check_regions(self) -> None:
+        """Refuse buffers in which two arrays share bytes (each array owns its region)."""
+        for name, claimed in self._regions.items():
+            if len(claimed) > 1:
+                spans = np.array(claimed, dtype=np.int64)
+                spans = spans[np.argsort(spans[:, 0], kind="stable")]
+                if (spans[1:, 0] < spans[:-1, 1]).any():
+                    raise FormatError(f"arrays overlap in {name}", member=name)
 
     def _buffer(self, name: str, mmap: bool) -> memoryview:
         cached = self._buffers.get(name)

@@ -53,6 +53,9 @@ def child_path(path: str, key: object, *, attr: bool = False) -> str:
     return f"{path}[{key!r}]"
 
 
+_MISSING = object()
+
+
 def display_path(path: object) -> str:
     """Return ``path`` as shown to people: no leading dot, ``<root>`` when empty."""
     return str(path).lstrip(".") or "<root>"
@@ -303,6 +306,7 @@ class GraphReader:
             raise FormatError("graph.json: 'root' must be a value, not a JSON list")
         self._built: list[Any] = []
         self._early: dict[int, Any] = {}
+        self._resolved: dict[str, Any] = {}
         self._current = 0
         self._parents: dict[int, tuple[int, str]] | None = None
         self._references_checked = False
@@ -372,6 +376,8 @@ class GraphReader:
             for index, node in enumerate(self.nodes):
                 self._current = index
                 self._built.append(by_kind[node["kind"]].construct(node, self, Where(self, index)))
+            if self.container is not None:
+                self.container.check_regions()
         return self.value(self.root)
 
     def preallocated(self) -> Any | None:
@@ -383,7 +389,10 @@ class GraphReader:
     def resolve(self, name: str) -> Any:
         """Resolve a global through the trust policy (the only way construction imports)."""
         assert self.policy is not None, "construct() sets the policy"
-        return resolve(name, self.policy)
+        found = self._resolved.get(name, _MISSING)
+        if found is _MISSING:
+            found = self._resolved[name] = resolve(name, self.policy)
+        return found
 
     def value(self, value: Any) -> Any:
         """Return the object for a JSON value (a reference returns the node built for it).

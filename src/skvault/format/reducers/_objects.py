@@ -7,6 +7,7 @@ object is built.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import types
 from collections.abc import Iterator
@@ -115,6 +116,7 @@ _REFUSAL_HINT = (
 )
 
 
+@functools.lru_cache(maxsize=1024)
 def _refused(cls: type) -> str | None:
     """Return why instances of ``cls`` can never be saved or loaded, or None."""
     for base in cls.__mro__:
