@@ -151,6 +151,22 @@ def _version_table(differences: dict[str, tuple[str | None, str | None]]) -> str
     )
 
 
+def _set_differences(
+    target: Exception, differences: dict[str, tuple[str | None, str | None]]
+) -> str:
+    """Give ``target`` its ``differences``, ``recorded`` and ``current``; return the message head.
+
+    Shared by the version warning and the version error, which carry the same data.
+    """
+    target.differences = dict(differences)  # type: ignore[attr-defined]
+    target.recorded = {name: rec for name, (rec, _) in differences.items()}  # type: ignore[attr-defined]
+    target.current = {name: cur for name, (_, cur) in differences.items()}  # type: ignore[attr-defined]
+    return (
+        "the model was saved with other versions than the ones running now:\n"
+        f"{_version_table(target.differences)}\n"  # type: ignore[attr-defined]
+    )
+
+
 class VersionMismatchWarning(UserWarning):
     """The running versions of packages the model needs differ from the ones recorded at dump.
 
@@ -170,13 +186,9 @@ class VersionMismatchWarning(UserWarning):
     """
 
     def __init__(self, differences: dict[str, tuple[str | None, str | None]]) -> None:
-        self.differences = dict(differences)
-        self.recorded = {name: rec for name, (rec, _) in self.differences.items()}
-        self.current = {name: cur for name, (_, cur) in self.differences.items()}
         super().__init__(
-            "the model was saved with other versions than the ones running now:\n"
-            f"{_version_table(self.differences)}\n"
-            "Its results may differ: rebuild the training environment (skvault env FILE)."
+            _set_differences(self, differences)
+            + "Its results may differ: rebuild the training environment (skvault env FILE)."
         )
 
 
@@ -195,13 +207,9 @@ class EnvironmentMismatchError(SkvaultError, RuntimeError):
     """
 
     def __init__(self, differences: dict[str, tuple[str | None, str | None]]) -> None:
-        self.differences = dict(differences)
-        self.recorded = {name: rec for name, (rec, _) in self.differences.items()}
-        self.current = {name: cur for name, (_, cur) in self.differences.items()}
         super().__init__(
-            "the model was saved with other versions than the ones running now:\n"
-            f"{_version_table(self.differences)}\n"
-            "Rebuild the training environment (skvault env FILE --create DIR), or pass "
+            _set_differences(self, differences)
+            + "Rebuild the training environment (skvault env FILE --create DIR), or pass "
             'on_mismatch="warn" to load anyway.'
         )
 

@@ -11,6 +11,7 @@ import encodings.cp437  # noqa: F401  (zipfile decodes names with it: load it be
 import hashlib
 import io
 import json
+import math
 import mmap as _mmap
 import struct
 import sys
@@ -597,7 +598,7 @@ class ContainerReader:
         arr = np.empty(shape, dtype, order=order)
         digest = _Digest(background=nbytes >= _BACKGROUND_HASH)
         digest.update(bytes(data[:header_len]))
-        view = _raw_view(arr)
+        view, _ = array_bytes(arr)  # a fresh array: a view of its memory, no copy
         self._fh.seek(data_offset)
         pos = 0
         while pos < nbytes:
@@ -741,11 +742,6 @@ def _aligned_bytes(size: int) -> memoryview:
     return memoryview(raw[start : start + size])
 
 
-def _raw_view(arr: np.ndarray) -> memoryview:
-    flat = arr.T if arr.flags.f_contiguous and not arr.flags.c_contiguous else arr
-    return memoryview(flat.reshape(-1).view(np.uint8))
-
-
 def _check_layout(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> int:
     """Return the byte size of an array of ``shape`` and ``dtype``, if numpy can represent it.
 
@@ -760,17 +756,10 @@ def _check_layout(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> int:
         count *= dim or 1
     if count * max(dtype.itemsize, 1) > _INTP_MAX:
         raise FormatError(f"{name}: an array of shape {shape} is too large", member=name)
-    return dtype.itemsize * _prod(shape)
+    return dtype.itemsize * math.prod(shape)
 
 
 _INTP_MAX = sys.maxsize  # numpy's npy_intp
-
-
-def _prod(shape: tuple[int, ...]) -> int:
-    n = 1
-    for dim in shape:
-        n *= dim
-    return n
 
 
 def _verify(name: str, actual: str, expected: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import math
 import re
 from typing import Any
 
@@ -168,7 +169,7 @@ class ArrayReducer(Reducer):
         self, node: dict[str, Any], r: GraphReader, path: str, shape: tuple[int, ...]
     ) -> np.ndarray:
         items = expect(node, "items", is_list, "a list")
-        if len(items) != _prod(shape):
+        if len(items) != math.prod(shape):
             raise FormatError(
                 f"object array at {display_path(path)}: {len(items)} items for shape {shape}"
             )
@@ -187,13 +188,6 @@ def _dtype_field(dtype: np.dtype, w: GraphWriter) -> Any:
     if isinstance(descr, str):
         return descr
     return w.shared(("dtype", repr(descr)), dtype)
-
-
-def _prod(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 class MaskedArrayReducer(Reducer):
