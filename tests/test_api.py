@@ -30,25 +30,37 @@ def forest(iris):
 def test_public_names():
     assert sorted(skvault.__all__) == sorted(
         [
+            "ArtifactDiff",
+            "AuditReport",
             "EnvironmentMismatchError",
             "FormatError",
             "IntegrityError",
             "InvalidStateError",
+            "PickleNotAllowedError",
+            "SignatureError",
             "SkvaultError",
             "UnsupportedTypeError",
             "UnsupportedVersionError",
             "UntrustedTypeError",
             "VerificationError",
+            "VerificationReport",
             "VersionMismatchWarning",
             "__version__",
+            "audit",
+            "convert",
+            "diff",
             "dump",
             "dumps",
             "errors",
             "get_untrusted_types",
             "inspect",
+            "keygen",
             "load",
             "loads",
             "read_metadata",
+            "report",
+            "sign",
+            "verify",
         ]
     )
     for name in skvault.__all__:
@@ -61,6 +73,8 @@ def test_error_hierarchy():
     assert issubclass(errors.IntegrityError, errors.FormatError)
     assert issubclass(errors.UnsupportedVersionError, errors.FormatError)
     assert issubclass(errors.InvalidStateError, errors.FormatError)
+    assert issubclass(errors.SignatureError, errors.IntegrityError)
+    assert issubclass(errors.PickleNotAllowedError, errors.FormatError)
     assert issubclass(errors.UntrustedTypeError, TypeError)
     assert issubclass(errors.UnsupportedTypeError, TypeError)
     exc = errors.UntrustedTypeError(["b.B", "a.A", "a.A"])

@@ -8,8 +8,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from . import provenance
+from .errors import SignatureError
 from .format import TrustPolicy, open_artifact, write_artifact
-from .format._files import FileLike
+from .format._files import FileLike, open_input
+from .format._signing import PublicKeyLike, check_signature
+from .legacy._detect import detect_file
+from .provenance._data import check_target
 
 __all__ = [
     "dump",
@@ -31,6 +35,7 @@ def dump(
     *,
     compress: object = None,
     data: str | os.PathLike[str] | None = None,
+    target: str | None = None,
     source: Any = None,
     scores: Mapping[str, Any] | None = None,
     cv: Any = None,
@@ -65,6 +70,10 @@ def dump(
         The training data: a local file or folder (recorded with the SHA-256 of its bytes, its
         size and modification time) or a URI such as ``s3://bucket/train.parquet`` (recorded as
         given). Without it, ``X`` and ``y`` are fingerprinted (digest, shape, dtypes, columns).
+    target : str, optional
+        With ``data``: the label column of a ``.csv``, ``.tsv`` or ``.parquet`` file (or the
+        name of the y array in a ``.npz``, ``"y"`` by default), recorded so that
+        ``skvault.verify`` can read X and y back and re-run cross-validation.
     source : path, module, function or False, optional
         The training code, stored as text with the git commit, branch, remote and dirty flag
         when it lives in a git work tree. By default, the running ``__main__`` script when there
@@ -102,7 +111,8 @@ def dump(
     FileNotFoundError
         If ``data`` or ``source`` names a file that does not exist.
     ValueError
-        If ``cv`` is given without ``X``, or the source of a function cannot be read.
+        If ``cv`` is given without ``X``, ``target`` without ``data`` or naming no column of
+        it, or the source of a function cannot be read.
 
     Examples
     --------
@@ -112,6 +122,8 @@ def dump(
     >>> skvault.loads(skvault.dumps(model)).predict([[0.9]]).tolist()
     [1]
     """
+    if target is not None:
+        check_target(data, target)
     metadata = provenance.build_metadata(
         obj,
         data=data,
@@ -127,6 +139,8 @@ def dump(
         golden_rows=golden_rows,
         environment=environment,
     )
+    if target is not None:
+        metadata["data"]["target"] = target
     write_artifact(obj, file, compress=compress, metadata=metadata)
 
 
@@ -135,6 +149,7 @@ def dumps(
     *,
     compress: object = None,
     data: str | os.PathLike[str] | None = None,
+    target: str | None = None,
     source: Any = None,
     scores: Mapping[str, Any] | None = None,
     cv: Any = None,
@@ -154,6 +169,7 @@ def dumps(
         buf,
         compress=compress,
         data=data,
+        target=target,
         source=source,
         scores=scores,
         cv=cv,
@@ -176,8 +192,10 @@ def load(
     mmap: bool = False,
     on_mismatch: OnMismatch = "warn",
     verify: Verify = "auto",
+    require_signature: PublicKeyLike | None = None,
+    allow_pickle: bool = False,
 ) -> Any:
-    """Load an object from a ``.skv`` artifact, building only trusted types.
+    """Load an object from a ``.skv`` artifact (or a legacy file), building only trusted types.
 
     Before building, the versions recorded at dump (Python, and every distribution the model
     uses) are compared with the running ones; after building, the model can be checked against
@@ -205,6 +223,20 @@ def load(
         file (by default ``rtol=1e-9``, ``atol=0``). ``"auto"`` verifies when versions differ
         and the file has a golden sample; True always verifies and raises if there is no
         sample.
+    require_signature : str, os.PathLike, bytes or Ed25519PublicKey, optional
+        A public key (PEM file, PEM bytes or key object, see `keygen` and `sign`): refuse the
+        file unless it carries a valid signature by that key, checked before anything else is
+        read. With ``mmap=True`` every member's digest is then checked too, so that no byte of
+        a signed file goes unchecked. A signature proves who wrote the file; its content is
+        still audited and validated as usual.
+    allow_pickle : bool, default=False
+        The format is detected from the content. skops files load under the same allow-list as
+        ``.skv`` files, read by skvault's own reader. Pickle and joblib files (and ``.npy``
+        files of object arrays) load only with ``allow_pickle=True``, and then through
+        skvault's restricted unpickler: only allow-listed names are resolved, nothing from the
+        file is called but checked reconstruction paths, every object's state is validated.
+        Prefer ``skvault audit FILE`` and ``skvault convert FILE OUT.skv``. Legacy files carry
+        no provenance: ``on_mismatch``, ``verify`` and ``mmap`` do not apply to them.
 
     Returns
     -------
@@ -219,6 +251,11 @@ def load(
         If the file is malformed, truncated, or from a newer format version.
     IntegrityError
         If a member's digest differs from the manifest.
+    SignatureError
+        With ``require_signature``, if the file is unsigned, signed by another key, or changed
+        after signing.
+    PickleNotAllowedError
+        If the file is a pickle or joblib file and ``allow_pickle`` is False.
     InvalidStateError
         If an object's state breaks an invariant its type relies on.
     EnvironmentMismatchError
@@ -235,7 +272,7 @@ def load(
         With ``on_mismatch="warn"``, if versions differ; it carries the recorded and current
         versions.
     """
-    return _load(file, trusted, mmap, on_mismatch, verify)
+    return _load(file, trusted, mmap, on_mismatch, verify, require_signature, allow_pickle)
 
 
 def _load(
@@ -244,21 +281,42 @@ def _load(
     mmap: bool,
     on_mismatch: OnMismatch,
     verify: Verify,
+    require_signature: PublicKeyLike | None,
+    allow_pickle: bool,
 ) -> Any:
     """The one read path of `load` and `loads`; only ever called by them."""
     provenance.check_options(on_mismatch, verify)
     policy = TrustPolicy(trusted)
     meta = None
-    with open_artifact(file) as artifact:
-        if on_mismatch != "ignore" or verify is not False:
-            meta = provenance.provenance_of(artifact.metadata())
-        # before building: a model that fails to build in this environment says why first
-        # the warning points at the user's call: check_environment < _load < load(s) < user
-        differences = provenance.check_environment(meta, on_mismatch, stacklevel=4)
-        obj = artifact.construct(policy, mmap=mmap)
+    with open_input(file) as fh:
+        kind = detect_file(fh)
+        if kind not in _SKV_KINDS:
+            if require_signature is not None:
+                raise SignatureError(
+                    f"the file is a {kind} file, which cannot carry a signature; a signed "
+                    ".skv artifact is required"
+                )
+            from .legacy._unpickler import load_legacy
+
+            return load_legacy(fh, trusted=trusted, allow_pickle=allow_pickle)
+        with open_artifact(fh) as artifact:
+            if require_signature is not None:
+                check_signature(artifact.container, require_signature)
+                if mmap:
+                    artifact.container.check_all_digests()
+            if on_mismatch != "ignore" or verify is not False:
+                meta = provenance.provenance_of(artifact.metadata())
+            # before building: a model that fails to build in this environment says why first
+            # the warning points at the user's call: check_environment < _load < load(s) < user
+            differences = provenance.check_environment(meta, on_mismatch, stacklevel=4)
+            obj = artifact.construct(policy, mmap=mmap)
     if verify is True or (verify == "auto" and differences and _has_golden(meta)):
         provenance.verify_model(obj, meta)
     return obj
+
+
+# what detect_file reports for files the .skv reader reads (or explains why it cannot)
+_SKV_KINDS = frozenset({"skv", "zip", "empty", "unknown"})
 
 
 def _has_golden(meta: dict[str, Any] | None) -> bool:
@@ -271,11 +329,15 @@ def loads(
     trusted: Iterable[str] | None = None,
     on_mismatch: OnMismatch = "warn",
     verify: Verify = "auto",
+    require_signature: PublicKeyLike | None = None,
+    allow_pickle: bool = False,
 ) -> Any:
     """Load an object from the bytes of a ``.skv`` artifact; see `load`."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"loads expects bytes, not {type(data).__name__}")
-    return _load(io.BytesIO(data), trusted, False, on_mismatch, verify)
+    return _load(
+        io.BytesIO(data), trusted, False, on_mismatch, verify, require_signature, allow_pickle
+    )
 
 
 def get_untrusted_types(file: FileLike) -> list[str]:

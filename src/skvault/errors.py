@@ -5,8 +5,10 @@
     SkvaultError                      root of every error skvault raises
     ├── FormatError (ValueError)      the file is bad: malformed, truncated, unsupported version
     │   ├── IntegrityError            a member's bytes do not match the digest in the manifest
+    │   │   └── SignatureError        a required signature is missing, invalid or by another key
     │   ├── UnsupportedVersionError   the file's format version is newer than this reader
-    │   └── InvalidStateError         an object's state breaks an invariant its type relies on
+    │   ├── InvalidStateError         an object's state breaks an invariant its type relies on
+    │   └── PickleNotAllowedError     the file is a pickle or joblib file and allow_pickle is off
     ├── UntrustedTypeError (TypeError)    the file needs a type or function that is not trusted
     ├── UnsupportedTypeError (TypeError)  ``dump`` cannot represent an object without pickle
     ├── EnvironmentMismatchError (RuntimeError)
@@ -33,6 +35,8 @@ __all__ = [
     "FormatError",
     "IntegrityError",
     "InvalidStateError",
+    "PickleNotAllowedError",
+    "SignatureError",
     "SkvaultError",
     "UnsupportedTypeError",
     "UnsupportedVersionError",
@@ -62,6 +66,32 @@ class FormatError(SkvaultError, ValueError):
 
 class IntegrityError(FormatError):
     """A member's SHA-256 digest or size differs from the one recorded in the manifest."""
+
+
+class SignatureError(IntegrityError):
+    """A signature was required and is missing, does not verify, or was made by another key.
+
+    A valid signature proves who wrote the manifest (and through its digests every member); it
+    does not make the content sane, so signed files are validated like any other.
+    """
+
+
+class PickleNotAllowedError(FormatError):
+    """The file is a pickle or joblib file, and loading it was not allowed.
+
+    Pickle runs code chosen by the file's author on load. ``load(..., allow_pickle=True)`` reads
+    it through skvault's restricted unpickler; ``skvault audit FILE`` lists what it references and
+    ``skvault convert FILE OUT.skv`` turns it into a ``.skv`` artifact.
+
+    Attributes
+    ----------
+    format : str
+        The detected format, for example ``"pickle"`` or ``"joblib-zlib"``.
+    """
+
+    def __init__(self, message: str, *, format: str) -> None:
+        super().__init__(message)
+        self.format = format
 
 
 class UnsupportedVersionError(FormatError):

@@ -24,6 +24,12 @@ def test_every_node_kind_is_specified_and_nothing_else():
         "created_by",
         "packages",
         "metadata.json",
+        # the signature's fields (section 5.5)
+        "skvault_signature",
+        "algorithm",
+        "key_id",
+        "public_key",
+        "signature",
     }
     assert documented - member_rows == set(REGISTRY.by_kind)
 

@@ -53,4 +53,4 @@ def cli() -> None:
     """skvault: safe, fast, reproducible persistence for scikit-learn models."""
 
 
-from . import _env, _inspect  # noqa: E402,F401  (register the commands on the group)
+from . import _audit, _convert, _diff, _env, _inspect, _report, _sign, _verify  # noqa: E402,F401  (register the commands on the group)

@@ -8,6 +8,9 @@ from typing import Any
 import click
 
 from .._api import inspect as inspect_file
+from .._api import read_metadata
+from ..errors import FormatError
+from ..provenance._diff import json_ready
 from ._app import EXIT_FINDING, cli, reports_errors
 
 
@@ -17,17 +20,34 @@ from ._app import EXIT_FINDING, cli, reports_errors
 @click.option("--depth", default=6, show_default=True, help="Levels of the object tree to show.")
 @reports_errors
 def inspect(file: str, as_json: bool, depth: int) -> None:
-    """Show the object tree, arrays, manifest and untrusted types of FILE.
+    """Show the provenance, object tree, arrays, manifest and untrusted types of FILE.
 
-    Nothing in FILE is imported or run. Exits with 1 when FILE is broken or references types
-    that default trust refuses.
+    The provenance is everything dump recorded: environment, schema, training data, source,
+    scores, golden sample, description, tags and metrics (--json has all of it, the golden
+    sample summarised). Nothing in FILE is imported or run. Exits with 1 when FILE is broken
+    or references types that default trust refuses.
     """
     report = inspect_file(file)
+    error = None
+    try:
+        meta = read_metadata(file)
+    except FormatError as exc:  # the model graph is shown all the same; the file is broken
+        meta, error = {}, f"{type(exc).__name__}: {exc}"
+    meta.pop("manifest", None)  # inspect's own report has the manifest's content
     if as_json:
-        click.echo(json.dumps(report, indent=2, default=str))
+        report = {**report, "metadata": metadata_json(meta) if meta else None}
+        if error is not None:
+            report["metadata_error"] = error
+        click.echo(json.dumps(json_ready(report), indent=2))
     else:
-        click.echo("\n".join(render(report, file, depth)))
-    if report["untrusted"]:
+        lines = render(report, file, depth)
+        shown = [f"provenance: unreadable ({error})"] if error else render_metadata(meta)
+        # provenance after the header, before the (long) object tree
+        split = lines.index("")
+        click.echo("\n".join([*lines[:split], "", *shown, *lines[split:]]))
+    if error is not None:
+        click.echo(f"skvault: {error}", err=True)
+    if report["untrusted"] or error is not None:
         raise SystemExit(EXIT_FINDING)
 
 
@@ -100,3 +120,211 @@ def _tree(node: Any, indent: str, depth: int, name: str = "") -> list[str]:
         if hidden > 0:
             lines.append(f"{sub}... {hidden} more")
     return lines
+
+
+def metadata_json(meta: dict[str, Any]) -> dict[str, Any]:
+    """Return the metadata for ``--json``: all of it, the golden sample as its size and shapes."""
+    out = dict(meta)
+    golden = meta.get("golden")
+    if isinstance(golden, dict):
+        out["golden"] = _golden_summary(golden)
+    return out
+
+
+def _golden_summary(golden: dict[str, Any]) -> dict[str, Any]:
+    outputs = golden.get("outputs")
+    if not isinstance(outputs, dict):
+        outputs = {}
+    return {
+        "rows": _rows(golden.get("X")),
+        "outputs": {name: _shape(value) for name, value in outputs.items()},
+        "rtol": golden.get("rtol"),
+        "atol": golden.get("atol"),
+    }
+
+
+def _rows(sample: Any) -> int | None:
+    if isinstance(sample, dict):
+        if "shape" in sample and isinstance(sample["shape"], list) and sample["shape"]:
+            return sample["shape"][0]  # sparse
+        data = sample.get("data")
+        if isinstance(data, dict) and data:
+            return _rows(next(iter(data.values())))
+        return None
+    shape = getattr(sample, "shape", None)
+    return int(shape[0]) if shape else None
+
+
+def _shape(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {"shape": value.get("shape"), "dtype": "sparse"}
+    return {
+        "shape": list(getattr(value, "shape", ()) or ()),
+        "dtype": str(getattr(value, "dtype", type(value).__name__)),
+    }
+
+
+def render_metadata(meta: dict[str, Any]) -> list[str]:
+    """Return the provenance metadata as lines for a terminal."""
+    if "skvault_metadata" not in meta:
+        return ["provenance: none recorded (the file was written without metadata)"]
+    lines = [f"created: {meta.get('created_at')}"]
+    lines += _environment(meta.get("environment"))
+    lines += _schema(meta.get("schema"))
+    lines += _data(meta.get("data"))
+    lines += _source(meta.get("source"))
+    lines += _scores(meta.get("scores"))
+    golden = meta.get("golden")
+    if isinstance(golden, dict):
+        g = _golden_summary(golden)
+        outputs = ", ".join(f"{k} {tuple(v['shape'] or ())}" for k, v in g["outputs"].items())
+        lines.append(
+            f"golden sample: {g['rows']} rows; outputs {outputs} (rtol={g['rtol']}, "
+            f"atol={g['atol']})"
+        )
+    else:
+        lines.append("golden sample: none")
+    lines.append(f"description: {meta.get('description') or '-'}")
+    lines.append(f"tags: {', '.join(map(str, meta.get('tags') or [])) or '-'}")
+    metrics = meta.get("metrics") or {}
+    shown = ", ".join(f"{k}={_value(v)}" for k, v in metrics.items())
+    lines.append(f"metrics: {shown or '-'}")
+    # keys this skvault does not know (newer files, or records such as converted_from)
+    lines += [f"{key}: {_value(value, 200)}" for key, value in meta.items() if key not in _SHOWN]
+    return lines
+
+
+_SHOWN = frozenset(
+    {
+        "skvault_metadata",
+        "created_at",
+        "environment",
+        "schema",
+        "data",
+        "source",
+        "scores",
+        "golden",
+        "description",
+        "tags",
+        "metrics",
+    }
+)
+
+
+def _value(value: Any, limit: int = 60) -> str:
+    text = repr(json_ready(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _environment(env: Any) -> list[str]:
+    if not isinstance(env, dict):
+        return ["environment: -"]
+    python = env.get("python") or {}
+    plat = env.get("platform") or {}
+    lines = [
+        f"environment: Python {python.get('version', '?')} ({python.get('implementation', '?')})"
+        f" on {plat.get('system', '?')} {plat.get('machine', '')} {plat.get('release', '')}"
+        f"; skvault {env.get('skvault', '?')}".replace("  ", " ")
+    ]
+    for key, label in (("core", "core"), ("model", "model uses")):
+        versions = env.get(key) or {}
+        if versions:
+            lines.append(f"  {label}: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    installed = env.get("installed") or {}
+    if installed:
+        lines.append(
+            f"  installed: {len(installed)} distributions (skvault env FILE --full pins them all)"
+        )
+    return lines
+
+
+def _schema(schema: Any) -> list[str]:
+    if not isinstance(schema, dict):
+        return ["schema: -"]
+    inp, out = schema.get("input") or {}, schema.get("output") or {}
+    names = inp.get("feature_names")
+    features = f"{inp.get('n_features', '?')} features"
+    if names:
+        features += f" {_value(names)}"
+    lines = [f"schema: input {features}"]
+    if inp.get("dtypes"):
+        lines.append(f"  dtypes: {_value(inp['dtypes'], 200)}")
+    if inp.get("categories"):
+        lines.append(f"  categories: {_value(inp['categories'], 200)}")
+    classes = out.get("classes")
+    lines.append(
+        f"  output: {out.get('task') or 'task unknown'}"
+        + (f", classes {_value(classes)}" if classes is not None else "")
+        + (f", {out['n_outputs']} outputs" if (out.get("n_outputs") or 1) > 1 else "")
+        + f"; methods {', '.join(out.get('methods') or []) or '-'}"
+    )
+    return lines
+
+
+def _data(data: Any) -> list[str]:
+    if not isinstance(data, dict):
+        return ["data: -"]
+    if "fingerprint" in data:
+        lines = ["data: in-memory (fingerprint)"]
+        for part in ("X", "y"):
+            fp = (data.get("fingerprint") or {}).get(part)
+            if isinstance(fp, dict):
+                lines.append(
+                    f"  {part}: shape {fp.get('shape')}, dtype {_value(fp.get('dtypes'))}, "
+                    f"sha256 {fp.get('sha256')}"
+                )
+        return lines
+    line = f"data: {data.get('uri')}"
+    if data.get("sha256"):
+        line += (
+            f" (sha256 {data['sha256']}, {data.get('size'):,} bytes, modified {data.get('mtime')})"
+        )
+    if data.get("target"):
+        line += f"; target {data['target']!r}"
+    return [line]
+
+
+def _source(source: Any) -> list[str]:
+    if not isinstance(source, dict):
+        return ["source: -"]
+    text = source.get("text")
+    size = f", {len(text.splitlines())} lines" if isinstance(text, str) else ""
+    line = f"source: {source.get('kind')} {source.get('name')}{size}"
+    git = source.get("git")
+    if isinstance(git, dict):
+        line += f"; git {git.get('commit')}"
+        if git.get("branch"):
+            line += f" on {git['branch']}"
+        if git.get("dirty"):
+            line += " (dirty)"
+        if git.get("remote"):
+            line += f", remote {git['remote']}"
+    return [line]
+
+
+def _scores(scores: Any) -> list[str]:
+    if not isinstance(scores, dict):
+        return ["scores: -"]
+    lines = []
+    given = scores.get("given")
+    if isinstance(given, dict):
+        lines.append("scores: " + ", ".join(f"{k}={_value(v)}" for k, v in given.items()))
+    cv = scores.get("cv")
+    if isinstance(cv, dict):
+        splitter = cv.get("splitter") or {}
+        params = ", ".join(f"{k}={v!r}" for k, v in (splitter.get("params") or {}).items())
+        kind = str(splitter.get("type", "?")).rpartition(".")[2]
+        lines.append(f"cross-validation: {kind}({params})")
+        for name in cv.get("scoring") or []:
+            folds = (cv.get("folds") or {}).get(name) or []
+            mean = (cv.get("mean") or {}).get(name)
+            std = (cv.get("std") or {}).get(name)
+            lines.append(
+                f"  {name}: mean {_number(mean)} +/- {_number(std)} over {len(folds)} folds "
+                f"[{', '.join(_number(f) for f in folds)}]"
+            )
+    return lines or ["scores: -"]
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)

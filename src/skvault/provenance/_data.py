@@ -16,7 +16,7 @@ import numpy as np
 from ._environment import without_credentials
 from ._plain import is_dataframe, is_series, is_sparse, plain_scalar
 
-__all__ = ["data_reference", "fingerprint", "path_digest"]
+__all__ = ["check_target", "data_reference", "fingerprint", "path_digest"]
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -52,6 +52,35 @@ def data_reference(data: str | os.PathLike[str]) -> dict[str, Any]:
         "size": size,
         "mtime": datetime.datetime.fromtimestamp(mtime, datetime.UTC).isoformat(),
     }
+
+
+def check_target(data: Any, target: Any) -> None:
+    """Check dump's ``target=``: the label column (or ``.npz`` array) of the ``data=`` file.
+
+    Recorded as the data section's ``"target"`` so that ``verify`` can split the file into X
+    and y. The header of a local ``.csv``/``.tsv`` file and the array names of a ``.npz`` are
+    checked now, while the mistake is cheap to fix.
+    """
+    if not isinstance(target, str) or not target:
+        raise TypeError(f"target must be a column name (a string), not {target!r}")
+    if data is None:
+        raise ValueError("target= names the label column of the data= file: pass data= as well")
+    if not isinstance(data, (str, os.PathLike)):
+        return  # data_reference reports the wrong type
+    path = Path(os.fsdecode(os.fspath(data)))
+    suffix = path.suffix.lower()
+    if not path.is_file() or suffix not in (".csv", ".tsv", ".npz"):
+        return
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as arrays:
+            names = list(arrays.files)
+    else:
+        import csv
+
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            names = next(csv.reader(fh, delimiter="\t" if suffix == ".tsv" else ","), [])
+    if target not in names:
+        raise ValueError(f"target={target!r} is not a column of {path} (it has {names[:20]})")
 
 
 def path_digest(path: str | os.PathLike[str]) -> tuple[str, int, float]:

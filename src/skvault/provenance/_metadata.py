@@ -36,8 +36,13 @@ def build_metadata(
     metrics: Any = None,
     golden_rows: Any = 32,
     environment: Mapping[str, Any] | None = None,
+    converted_from: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Return the metadata for a dump of ``obj`` (see docs/PROVENANCE.md for each field)."""
+    """Return the metadata for a dump of ``obj`` (see docs/PROVENANCE.md for each field).
+
+    ``converted_from`` (plain data) records the legacy file an artifact was converted from
+    (``skvault convert``); only such artifacts have the key.
+    """
     # check the cheap arguments before the slow work (cross-validation, hashing data)
     if description is not None and not isinstance(description, str):
         raise TypeError(f"description must be a string, not {type(description).__name__}")
@@ -74,7 +79,7 @@ def build_metadata(
     golden = None
     if X is not None and golden_rows > 0:
         golden = golden_sample(obj, X, golden_rows, schema)
-    return {
+    meta: dict[str, Any] = {
         "skvault_metadata": METADATA_VERSION,
         "created_at": _now(),
         "environment": capture_environment(obj, environment),
@@ -87,6 +92,9 @@ def build_metadata(
         "metrics": dict(metrics) if metrics is not None else {},
         "golden": golden,
     }
+    if converted_from is not None:
+        meta["converted_from"] = dict(converted_from)
+    return meta
 
 
 def _tags(tags: Any) -> list[str]:

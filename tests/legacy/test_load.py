@@ -1,0 +1,93 @@
+"""skvault.load on legacy files: the format comes from the content, pickle needs allow_pickle."""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import skops.io
+from sklearn.datasets import load_iris
+from sklearn.ensemble import RandomForestClassifier
+
+import skvault
+from skvault.errors import PickleNotAllowedError, SignatureError, UntrustedTypeError
+
+
+@pytest.fixture(scope="module")
+def iris():
+    return load_iris(return_X_y=True)
+
+
+@pytest.fixture(scope="module")
+def forest(iris):
+    X, y = iris
+    return RandomForestClassifier(n_estimators=4, random_state=0).fit(X, y)
+
+
+def _same(a, b, X):
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+@pytest.mark.parametrize("name", ["model.skv", "model.bin"])
+def test_pickle_is_refused_by_default_and_says_what_to_do(tmp_path, forest, name):
+    # the name does not matter: a pickle called model.skv is still a pickle
+    path = tmp_path / name
+    path.write_bytes(pickle.dumps(forest, protocol=5))
+    with pytest.raises(PickleNotAllowedError) as info:
+        skvault.load(path)
+    assert info.value.format == "pickle"
+    assert "skvault audit" in str(info.value) and "skvault convert" in str(info.value)
+    with pytest.raises(PickleNotAllowedError):
+        skvault.loads(path.read_bytes())
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_pickle_loads_with_allow_pickle(tmp_path, forest, iris, protocol):
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(forest, protocol=protocol))
+    _same(skvault.load(path, allow_pickle=True), forest, iris[0])
+    _same(skvault.loads(path.read_bytes(), allow_pickle=True), forest, iris[0])
+    with open(path, "rb") as fh:
+        _same(skvault.load(fh, allow_pickle=True), forest, iris[0])
+
+
+@pytest.mark.parametrize("compress", [0, ("zlib", 3), ("gzip", 3), ("xz", 3), ("lz4", 3)])
+def test_joblib_loads_with_allow_pickle(tmp_path, forest, iris, compress):
+    path = tmp_path / "model.joblib"
+    joblib.dump(forest, path, compress=compress)
+    with pytest.raises(PickleNotAllowedError):
+        skvault.load(path)
+    _same(skvault.load(path, allow_pickle=True), forest, iris[0])
+
+
+def test_skops_loads_without_any_flag(tmp_path, forest, iris):
+    path = tmp_path / "model.skops"
+    skops.io.dump(forest, path)
+    _same(skvault.load(path), forest, iris[0])
+
+
+def test_untrusted_class_in_a_pickle_is_refused_even_with_allow_pickle(tmp_path):
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(io.StringIO("x")))
+    with pytest.raises(UntrustedTypeError) as info:
+        skvault.load(path, allow_pickle=True)
+    assert "_io.StringIO" in str(info.value)
+
+
+def test_legacy_files_cannot_meet_a_signature_requirement(tmp_path, forest):
+    _, public = skvault.keygen(tmp_path / "key")
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(forest))
+    with pytest.raises(SignatureError, match="cannot carry a signature"):
+        skvault.load(path, allow_pickle=True, require_signature=public)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x01garbage", b"hello world"])
+def test_unknown_content_is_a_format_error(tmp_path, content):
+    path = tmp_path / "x"
+    path.write_bytes(content)
+    with pytest.raises(skvault.FormatError):
+        skvault.load(path, allow_pickle=True)
