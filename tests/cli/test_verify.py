@@ -20,7 +20,17 @@ from skvault.cli._app import cli
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "format"))
 from _crafting import repack
 
-CHECKS = ["integrity", "environment", "load", "golden_sample", "data", "cross_validation"]
+CHECKS = [
+    "integrity",
+    "signature",
+    "environment",
+    "load",
+    "golden_sample",
+    "data",
+    "cross_validation",
+]
+# an unsigned artifact checked without a public key: the signature check has nothing to do
+ALL_OK = dict.fromkeys(CHECKS, "ok") | {"signature": "skipped"}
 SKLEARN = md.version("scikit-learn")
 
 
@@ -93,7 +103,7 @@ def test_verify_json(model_file):
     report = json.loads(result.stdout)
     assert report["ok"] is True
     assert [c["name"] for c in report["checks"]] == CHECKS
-    assert {c["status"] for c in report["checks"]} == {"ok"}
+    assert {c["name"]: c["status"] for c in report["checks"]} == ALL_OK
 
 
 def test_tampered_data_exits_1(model_file, folder, tmp_path):
@@ -115,7 +125,7 @@ def test_score_outside_the_range_exits_1(model_file):
     assert result.exit_code == 1
     assert "OUTSIDE" in result.stdout
     assert "failed verification (cross_validation)" in result.stderr
-    assert "result: FAILED (1 of 6 checks failed)" in result.stdout
+    assert "result: FAILED (1 of 7 checks failed)" in result.stdout
 
 
 def test_version_mismatch_exits_1(folder, iris):
@@ -177,3 +187,39 @@ def test_real_subprocess(model_file):
     assert done.returncode == 1
     assert done.stderr.startswith("skvault: ")
     assert "Traceback" not in done.stderr
+
+
+def test_verify_with_a_public_key(tmp_path):
+    # issue 4: skvault verify --public-key; a signature by another key, or none, fails
+    from sklearn.datasets import load_iris
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y = load_iris(return_X_y=True)
+    path = tmp_path / "signed.skv"
+    skvault.dump(DecisionTreeClassifier(random_state=0).fit(X, y), path, X=X)
+    private, public = skvault.keygen(tmp_path / "team")
+    _, other = skvault.keygen(tmp_path / "other")
+
+    unsigned = CliRunner().invoke(cli, ["verify", str(path), "--public-key", str(public)])
+    assert unsigned.exit_code == 1 and "not signed" in unsigned.output
+    assert "not run: the file failed the integrity or signature check" in unsigned.output
+
+    skvault.sign(path, private)
+    good = CliRunner().invoke(cli, ["verify", str(path), "--public-key", str(public), "--json"])
+    assert good.exit_code == 0, good.output
+    statuses = {c["name"]: c["status"] for c in json.loads(good.stdout)["checks"]}
+    assert statuses["signature"] == "ok" and statuses["golden_sample"] == "ok"
+
+    wrong = CliRunner().invoke(cli, ["verify", str(path), "--public-key", str(other)])
+    assert wrong.exit_code == 1 and "another key" in wrong.output
+
+    no_key = skvault.verify(path)
+    assert no_key.ok and no_key["signature"].status == "skipped"
+    assert "signed by key" in no_key["signature"].message
+
+    data = bytearray(path.read_bytes())
+    data[40] ^= 1  # a byte of the first local header: the signature no longer matches
+    tampered = tmp_path / "tampered.skv"
+    tampered.write_bytes(bytes(data))
+    report = skvault.verify(tampered, public_key=public)
+    assert not report.ok

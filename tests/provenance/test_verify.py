@@ -33,7 +33,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "format"))
 from _crafting import layout, repack
 
 SKLEARN = md.version("scikit-learn")
-CHECKS = ["integrity", "environment", "load", "golden_sample", "data", "cross_validation"]
+CHECKS = [
+    "integrity",
+    "signature",
+    "environment",
+    "load",
+    "golden_sample",
+    "data",
+    "cross_validation",
+]
+# an unsigned artifact checked without a public key: the signature check has nothing to do
+ALL_OK = dict.fromkeys(CHECKS, "ok") | {"signature": "skipped"}
 
 
 class Unlisted:
@@ -144,7 +154,7 @@ def _shift_golden_proba(data: bytes, delta: float) -> bytes:
 def test_fresh_artifact_passes_every_check(with_data, files, expected_mean):
     report = skvault.verify(with_data)
     assert [c.name for c in report.checks] == CHECKS
-    assert _statuses(report) == dict.fromkeys(CHECKS, "ok"), str(report)
+    assert _statuses(report) == ALL_OK, str(report)
     assert report.ok and report.failed == []
     cv = report["cross_validation"].details["scores"]["score"]
     assert cv["mean"] == pytest.approx(expected_mean, abs=1e-12)
@@ -195,7 +205,7 @@ def test_in_memory_data_is_checked_through_its_fingerprint(tree, iris, files, tm
     assert report.ok
     assert report["data"].status == report["cross_validation"].status == "skipped"
     report = skvault.verify(data, data=files / "train.npz")
-    assert _statuses(report) == dict.fromkeys(CHECKS, "ok"), str(report)
+    assert _statuses(report) == ALL_OK, str(report)
     other = X.copy()
     other[10, 2] += 0.1
     np.savez(tmp_path / "other.npz", X=other, y=y)
@@ -213,7 +223,7 @@ def test_dataframe_training_data_is_read_back_from_csv(files, tmp_path):
     model = _model().fit(X, y)
     data = skvault.dumps(model, cv=4, X=X, y=y, source=False)
     report = skvault.verify(data, data=files / "train.csv")
-    assert _statuses(report) == dict.fromkeys(CHECKS, "ok"), str(report)
+    assert _statuses(report) == ALL_OK, str(report)
     expected = cross_val_score(_model(), X, y, cv=StratifiedKFold(4)).mean()
     assert report["cross_validation"].details["scores"]["score"]["mean"] == expected
     # the same numbers as arrays are other data: the fingerprint covers dtypes and columns
@@ -241,6 +251,8 @@ def test_several_scorers_and_a_repeated_splitter(tree, iris, files):
     assert len(scores["accuracy"]["folds"]) == 6
     assert scores["accuracy"]["mean"] == pytest.approx(expected.mean(), abs=1e-12)
     assert set(scores) == {"accuracy", "f1_macro"}
+    recorded = skvault.read_metadata(data)["scores"]["cv"]["splitter"]["params"]
+    assert (recorded["n_splits"], recorded["n_repeats"]) == (3, 2)  # not 6 splits
 
 
 def test_shuffled_folds_without_a_seed_are_skipped(tree, iris, files):
@@ -383,6 +395,7 @@ def test_file_without_metadata_is_sound_but_unchecked(tree):
     assert report.ok
     assert _statuses(report) == {
         "integrity": "ok",
+        "signature": "skipped",
         "environment": "skipped",
         "load": "ok",
         "golden_sample": "skipped",

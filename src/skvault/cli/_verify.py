@@ -27,12 +27,22 @@ from ._app import EXIT_FINDING, cli, reports_errors
     metavar="NAME",
     help="A type to trust when building the model (repeatable), as load(trusted=...).",
 )
+@click.option(
+    "--public-key",
+    metavar="KEY",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Require a valid signature by this public key (KEY.pub from skvault keygen).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @reports_errors
-def verify(file: str, data: str | None, trusted: tuple[str, ...], as_json: bool) -> None:
-    """Check FILE: integrity, environment, loading, golden sample, data and scores.
+def verify(
+    file: str, data: str | None, trusted: tuple[str, ...], public_key: str | None, as_json: bool
+) -> None:
+    """Check FILE: integrity, signature, environment, loading, golden sample, data and scores.
 
-    Every member's digest is checked; the recorded versions are compared with the running
+    Every member's digest is checked; with --public-key, FILE must be signed by that key; the
+    recorded versions are compared with the running
     ones; the model is built with default trust and its golden sample recomputed; the training
     data (--data, or the recorded path when it still exists) is compared with its recorded
     digest and, when it matches, the recorded cross-validation is run again and each mean must
@@ -40,7 +50,7 @@ def verify(file: str, data: str | None, trusted: tuple[str, ...], as_json: bool)
     check failed (skipped checks do not fail), 1 otherwise.
     """
     # options map one to one onto verify()'s keywords: a new check's option is one more here
-    report = verify_file(file, data=data, trusted=list(trusted) or None)
+    report = verify_file(file, data=data, trusted=list(trusted) or None, public_key=public_key)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

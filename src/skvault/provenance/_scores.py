@@ -79,6 +79,10 @@ def _describe_splitter(splitter: Any) -> dict[str, Any]:
             # scikit-learn splitters keep parameters as attributes, n_splits via get_n_splits
             if hasattr(splitter, name):
                 params[name] = _param(getattr(splitter, name))
+            elif name in getattr(splitter, "cvargs", {}):
+                # the Repeated* splitters keep their inner splitter's arguments apart;
+                # get_n_splits() would give n_splits * n_repeats
+                params[name] = _param(splitter.cvargs[name])
             elif name == "n_splits" and hasattr(splitter, "get_n_splits"):
                 params[name] = _param(splitter.get_n_splits())
     return {"type": f"{cls.__module__}.{cls.__qualname__}", "params": params}

@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import FormatError, SkvaultError, UntrustedTypeError, VerificationError
 from ..format import TrustPolicy, open_artifact
 from ..format._files import FileLike, is_path
+from ..format._signing import PublicKeyLike, check_signature, signature_info
 from ._checks import environment_differences
 from ._data import fingerprint, path_digest
 from ._diff import json_ready
@@ -165,6 +166,7 @@ class _Run:
     name: str
     data: str | os.PathLike[str] | None
     trusted: list[str] | None
+    public_key: Any = None
     broken: bool = False  # the integrity check failed: nothing else can be trusted to run
     meta: dict[str, Any] | None = None
     model: Any = None
@@ -183,6 +185,7 @@ def verify(
     *,
     data: str | os.PathLike[str] | None = None,
     trusted: Iterable[str] | None = None,
+    public_key: PublicKeyLike | None = None,
 ) -> VerificationReport:
     """Check an artifact end to end and report every check, failed or not.
 
@@ -191,18 +194,21 @@ def verify(
     1. ``integrity``: the zip structure, every member's SHA-256 against the manifest, the
        object graph and the metadata. A failure here stops the others (they are reported as
        skipped).
-    2. ``environment``: the recorded versions of Python and of every distribution the model
+    2. ``signature``: with ``public_key``, the file must carry a valid Ed25519 signature by
+       that key (see `sign`); a failure stops the others too. Without a key, an existing
+       signature is reported (who signed) but not checked.
+    3. ``environment``: the recorded versions of Python and of every distribution the model
        uses against the running ones. Any difference fails: the model may compute other
        results here (``skvault env FILE --create DIR`` rebuilds the recorded environment).
-    3. ``load``: the model is built with default trust (plus ``trusted``); untrusted names
+    4. ``load``: the model is built with default trust (plus ``trusted``); untrusted names
        fail, listed.
-    4. ``golden_sample``: the recorded golden outputs are recomputed and compared as `load`
+    5. ``golden_sample``: the recorded golden outputs are recomputed and compared as `load`
        does with ``verify=True``; the largest difference is reported.
-    5. ``data``: the training data file, ``data`` or else the recorded path when it still
+    6. ``data``: the training data file, ``data`` or else the recorded path when it still
        exists, is hashed and compared with the recorded SHA-256 (or, for a model trained on
        in-memory data, X and y are read from ``data`` and their fingerprint compared). A file
        that differs fails the check ("data differs") and is not used.
-    6. ``cross_validation``: when the file records cross-validation scores and the data
+    7. ``cross_validation``: when the file records cross-validation scores and the data
        matched, cross-validation is run again on a clone of the model with the recorded
        splitter and scorers; each scorer's new mean must lie within the recorded mean
        +/- max(3 * std, `CV_ATOL` + `CV_RTOL` * |mean|). A splitter that cannot be rebuilt
@@ -218,6 +224,9 @@ def verify(
         ``.parquet`` file to read X and y from (see ``docs/PROVENANCE.md``).
     trusted : list of str, optional
         Names to trust beyond the default allow-list when building the model, as in `load`.
+    public_key : str, os.PathLike, bytes or Ed25519PublicKey, optional
+        The key the file must be signed by (a PEM file, PEM bytes or a key object), as in
+        ``load(..., require_signature=...)``.
 
     Returns
     -------
@@ -247,12 +256,17 @@ def verify(
         name=name,
         data=data,
         trusted=None if trusted is None else list(trusted),
+        public_key=public_key,
     )
     report = VerificationReport(name)
     for check_name, step in STEPS:
         if run.broken:
             report.checks.append(
-                Check(check_name, "skipped", "not run: the file failed the integrity check")
+                Check(
+                    check_name,
+                    "skipped",
+                    "not run: the file failed the integrity or signature check",
+                )
             )
             continue
         status, message, details = step(run)
@@ -319,6 +333,26 @@ def _integrity(run: _Run) -> Outcome:
         "object graph and the metadata are well-formed",
         {"members": len(names), "bytes": total},
     )
+
+
+def _signature(run: _Run) -> Outcome:
+    with open_artifact(_opened(run)) as artifact:
+        try:
+            info = signature_info(artifact.container)
+            if run.public_key is None:
+                if info is None:
+                    return "skipped", "the file is not signed (no public key was given)", {}
+                return (
+                    "skipped",
+                    f"signed by key {info['key_id']}; not checked: no public key was given",
+                    dict(info),
+                )
+            key_id = check_signature(artifact.container, run.public_key)
+        except FormatError as exc:  # SignatureError, or a malformed signature
+            if run.public_key is not None:
+                run.broken = True
+            return "failed", f"{type(exc).__name__}: {exc}", {"error": type(exc).__name__}
+    return "ok", f"signed by the given key {key_id}", {"key_id": key_id}
 
 
 def _environment(run: _Run) -> Outcome:
@@ -602,6 +636,7 @@ def _cross_validation(run: _Run) -> Outcome:
 
 STEPS: tuple[tuple[str, Callable[[_Run], Outcome]], ...] = (
     ("integrity", _integrity),
+    ("signature", _signature),
     ("environment", _environment),
     ("load", _load),
     ("golden_sample", _golden),
