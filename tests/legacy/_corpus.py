@@ -744,7 +744,7 @@ _add(
         _dotted("numpy", "_pytesttester.os.system", 2, stack=False),
         _flags("numpy._pytesttester.os.system"),
         control=None,
-        reason="Python 3 walks dotted names only under protocol 4+ (AttributeError below)",
+        reason="Python 3 walks dotted names only under protocol 4+; here: AttributeError",
     ),
     Sample(
         "nested-joblib.load",

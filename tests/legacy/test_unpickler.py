@@ -90,6 +90,7 @@ def _benign() -> dict[str, Any]:
     return {
         "f8": rng.rand(3, 4),
         "fortran": np.asfortranarray(rng.rand(3, 4)),
+        "transposed": np.arange(120.0).reshape(2, 3, 4, 5).transpose(1, 3, 0, 2),
         "big_endian": np.arange(5, dtype=">i4"),
         "structured": np.zeros(2, dtype=[("a", "<i4"), ("b", ">f8", (2,))]),
         "datetime": np.array(["2024-01-01", "NaT"], dtype="M8[D]"),
@@ -441,3 +442,36 @@ def test_decompressed_size_is_capped() -> None:
     joblib.dump(np.zeros(100_000), buf, compress=("gzip", 3))
     with pytest.raises(FormatError, match="limit"):
         read_legacy(buf.getvalue(), max_bytes=10_000)
+
+
+def test_every_refused_name_is_listed_across_joblib_arrays(marker: Path) -> None:
+    # names after the first refusal, after raw array bytes and inside object arrays still count
+    hostile = {
+        "first": _Call(os.system, _touch(marker)),
+        "array": np.arange(1000.0),
+        "objects": np.array([_Call(eval, "1")], dtype=object),
+        "last": _Call(os.getcwd),
+    }
+    expected = sorted(["builtins.eval", f"{os.getcwd.__module__}.getcwd", SYSTEM])
+    for compress in (0, ("zlib", 3)):
+        buf = io.BytesIO()
+        joblib.dump(hostile, buf, compress=compress)
+        with pytest.raises(UntrustedTypeError) as info:
+            read_legacy(buf.getvalue())
+        assert info.value.types == expected
+
+
+def test_truncated_hostile_stream_is_refused(marker: Path) -> None:
+    data = _system(marker, 2)
+    for end in range(1, len(data)):
+        with pytest.raises((FormatError, UntrustedTypeError)):
+            _loads(data[:end])
+
+
+def test_dtype_cannot_be_used_before_its_state() -> None:
+    # a dtype's BUILD may still change it: a scalar made from it before would read past its data
+    dtype = _global("numpy", "dtype") + b"(" + _u("V8") + b"\x89\x88tR"
+    data = b"\x80\x02" + _global("numpy._core.multiarray", "scalar") + b"(" + dtype
+    data += b"C\x08" + bytes(8) + b"tR."
+    with pytest.raises(FormatError, match="used before its state"):
+        _loads(data)

@@ -42,6 +42,7 @@ __all__ = [
 
 Classification = Literal["safe", "unknown", "dangerous"]
 
+_PYX_UNPICKLE = "__pyx_unpickle_"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -59,6 +60,8 @@ PICKLE_HELPERS: frozenset[tuple[str, str]] = frozenset(
         ("numpy._core.multiarray", "scalar"),
         ("numpy._core.numeric", "_frombuffer"),
         ("numpy.ma.core", "_mareconstruct"),
+        ("numpy.ma", "MaskedArray"),  # the class _mareconstruct is given (numpy 2 names it so)
+        ("numpy.ma.core", "MaskedArray"),
         ("numpy.random._pickle", "__bit_generator_ctor"),
         ("numpy.random._pickle", "__generator_ctor"),
         ("numpy.random._pickle", "__randomstate_ctor"),
@@ -355,6 +358,12 @@ def classify(
     # copyreg as a whole is not
     if (module, name) in PICKLE_HELPERS:
         return Verdict(module, name, "safe", "pickle reconstruction helper, arguments checked")
+    if name.startswith(_PYX_UNPICKLE) and f"{module}.{name[len(_PYX_UNPICKLE) :]}" in (
+        default_allowlist()
+    ):
+        # Cython's pickle helper of an allowed class (scikit-learn's loss objects): the
+        # unpickler never calls it, it builds exactly that class and validates its state
+        return Verdict(module, name, "safe", "Cython unpickle helper of an allowed class")
     if qualified in default_allowlist():
         return Verdict(module, name, "safe", "on the default allow-list")
     if _under(qualified, DANGEROUS_MODULES):

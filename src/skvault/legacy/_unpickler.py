@@ -57,7 +57,7 @@ from ..errors import (
     UntrustedTypeError,
 )
 from ..format._files import FileLike
-from ..format._trust import TrustPolicy, resolve
+from ..format._trust import TrustPolicy, default_allowlist, resolve
 from ..format.reducers._objects import _OWN_KIND_BASES, _default_reduce, _refused
 from ..format.validators import BATCH_VALIDATORS, VALIDATORS, deferred_validation, validate
 from ._detect import COMPRESSED, detect_file, open_stream
@@ -216,7 +216,6 @@ class _Pending:
     name: str  # the type's fully qualified name (the validators' key)
     args: tuple
     obj: Any
-    seq: int
     validated: bool
     empty_state: Any  # what a validator sees when no BUILD comes: {} for plain objects
 
@@ -233,10 +232,8 @@ class _Session:
         self.resolved: dict[str, Any] = {}
         self.names: dict[int, str] = {}  # id of a resolved global -> its name (kept alive above)
         self.pending: dict[int, _Pending] = {}
-        self.pending_validated: dict[int, str] = {}  # id -> type name, for validated types
         # containers a validated state holds: the file may not change them afterwards
         self.sealed: dict[int, Any] = {}
-        self.seq = 0
         self.trusted_used: set[str] = set()
         self.joblib = False
         self.protocol: int | None = None
@@ -251,27 +248,22 @@ class _Session:
             obj = resolve(name, self.policy)  # the allow-list's own path: exact, import after check
         else:  # a reconstruction helper: safe by the policy's reviewed list, not a .skv name
             obj = _import_exact(verdict.module, verdict.name)
-        if verdict.reason == "trusted by the caller":
+        if name in self.policy and name not in default_allowlist():
             self.trusted_used.add(name)
         self.resolved[name] = obj
         self.names.setdefault(id(obj), name)
         return obj
 
     def register(self, obj: Any, kind: str, name: str, args: tuple, empty_state: Any) -> None:
-        self.seq += 1
         validated = kind in ("object", "cython") and (
             name in VALIDATORS or name in BATCH_VALIDATORS
         )
-        self.pending[id(obj)] = _Pending(kind, name, args, obj, self.seq, validated, empty_state)
-        if validated:
-            self.pending_validated[id(obj)] = name
+        self.pending[id(obj)] = _Pending(kind, name, args, obj, validated, empty_state)
 
     def take(self, obj: Any) -> _Pending | None:
         p = self.pending.pop(id(obj), None)
         if p is not None and p.obj is not obj:  # pragma: no cover - ids of live objects are unique
             return None
-        if p is not None and p.validated:
-            del self.pending_validated[id(obj)]
         return p
 
     def finish(self, where: str) -> None:
@@ -282,7 +274,6 @@ class _Session:
             if p.kind in ("object", "cython"):
                 validate(p.name, where, p.args, p.empty_state)
         self.pending.clear()
-        self.pending_validated.clear()
 
     def refusal(self, cause: BaseException | None) -> SkvaultError:
         """The error for the refused names: untrusted, or missing from the running versions."""
@@ -318,12 +309,30 @@ class _Session:
         return err
 
 
+def _message(exc: BaseException) -> str:
+    """``Type: message`` of an exception, short (its text may quote the file's data)."""
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:  # a message that cannot even be shown (deeply nested data)
+        text = type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _exc(exc: BaseException) -> str:
+    """``repr`` of an exception for a message, short."""
+    try:
+        text = repr(exc)
+    except Exception:
+        text = type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def _import_exact(module: str, name: str) -> Any:
     try:
         return vars(importlib.import_module(module))[name]
     except (ImportError, KeyError) as exc:
         raise FormatError(
-            f"{module}.{name} cannot be found in this environment ({exc!r}); the file was "
+            f"{module}.{name} cannot be found in this environment ({_exc(exc)}); the file was "
             "probably written with other package versions (a version problem, not a security one)"
         ) from None
 
@@ -458,8 +467,6 @@ class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[misc,name-defined
             s.refused.setdefault(verdict.qualified, verdict)
             s.dry = True
             return _INERT
-        if s.dry:
-            return _INERT  # nothing is imported once the load is known to fail
         return s.resolve(verdict)
 
     def _name_of(self, obj: Any, what: str) -> str:
@@ -474,11 +481,11 @@ class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[misc,name-defined
         stack = self.stack
         args = stack.pop()
         func = stack[-1]
-        if self.s.dry:
-            stack[-1] = _INERT
-            return
         if type(args) is not tuple:
             raise _fail(self.where(), "REDUCE arguments must be a tuple")
+        if self.s.dry and (func is _INERT or any(a is _INERT for a in args)):
+            stack[-1] = _INERT
+            return
         stack[-1] = self._call(func, args)
 
     dispatch[pickle.REDUCE[0]] = load_reduce
@@ -489,6 +496,10 @@ class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[misc,name-defined
         helper = _HELPERS.get(name)
         if helper is None and name.rpartition(".")[2].startswith(_PYX):
             helper = _h_pyx_unpickle
+        if self.s.dry and (helper is None or helper in _CONSTRUCTORS):
+            # the load fails anyway: only the data helpers still run (a joblib file's array
+            # sizes depend on its dtypes), so that every refused name can be listed
+            return _INERT
         if helper is not None:
             return helper(self, name, args, where)
         if not isinstance(func, type):
@@ -514,7 +525,7 @@ class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[misc,name-defined
         try:
             obj = func(*args)
         except Exception as exc:
-            raise InvalidStateError(where, name, f"its constructor failed: {exc!r}") from None
+            raise InvalidStateError(where, name, f"its constructor failed: {_exc(exc)}") from None
         self.s.register(obj, "object", name, args, None)
         return obj
 
@@ -564,24 +575,31 @@ class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[misc,name-defined
         try:
             obj = cls.__new__(cls, *args)
         except Exception as exc:
-            raise InvalidStateError(where, name, f"creating it failed: {exc!r}") from None
+            raise InvalidStateError(where, name, f"creating it failed: {_exc(exc)}") from None
         self.s.register(obj, "object", name, args, {} if _default_reduce(cls) else None)
         return obj
 
     def load_newobj(self) -> None:
         args = self.stack.pop()
         cls = self.stack.pop()
-        self.append(_INERT if self.s.dry else self.new(cls, args))
+        self.append(self._dry_new(cls) or self.new(cls, args))
 
     dispatch[pickle.NEWOBJ[0]] = load_newobj
+
+    def _dry_new(self, cls: Any) -> Any:
+        """During a dry run, the inert result of creating ``cls`` (a joblib wrapper is created:
+        it reads its array's bytes, which must be skipped to go on)."""
+        if not self.s.dry or self.s.names.get(id(cls)) == _JOBLIB_WRAPPER:
+            return None
+        return _INERT
 
     def load_newobj_ex(self) -> None:
         kwargs = self.stack.pop()
         args = self.stack.pop()
         cls = self.stack.pop()
-        if not self.s.dry and type(kwargs) is not dict:
+        if type(kwargs) is not dict:
             raise _fail(self.where(), "NEWOBJ_EX keyword arguments must be a dict")
-        self.append(_INERT if self.s.dry else self.new(cls, args, kwargs))
+        self.append(self._dry_new(cls) or self.new(cls, args, kwargs))
 
     dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
 
@@ -599,10 +617,12 @@ class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[misc,name-defined
         state = stack.pop()
         inst = stack[-1]
         s = self.s
-        if s.dry:
+        if inst is _INERT:
             return
         p = s.take(inst)
         where = self.where()
+        if s.dry and (p is None or p.kind not in _DATA_KINDS):
+            return  # nothing more is built once the load is known to fail
         if p is None:
             raise _fail(
                 where,
@@ -635,7 +655,9 @@ class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[misc,name-defined
         except (FormatError, InvalidStateError):
             raise
         except Exception as exc:
-            raise InvalidStateError(where, p.name, f"restoring its state failed: {exc!r}") from None
+            raise InvalidStateError(
+                where, p.name, f"restoring its state failed: {_exc(exc)}"
+            ) from None
 
     def _seal(self, p: _Pending, state: Any, where: str) -> None:
         """Prepare a validated state: what the validator reads must be final.
@@ -645,7 +667,7 @@ class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[misc,name-defined
         (a pickle can append to a list it memoised long after handing it to a ``BUILD``).
         """
         s = self.s
-        pending, sealed = s.pending_validated, s.sealed
+        sealed = s.sealed
         seen: set[int] = set()
         todo = [state]
         while todo:
@@ -654,9 +676,10 @@ class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[misc,name-defined
             if t in _LEAVES or id(v) in seen:
                 continue
             seen.add(id(v))
-            if id(v) in pending:
+            waiting = s.pending.get(id(v))
+            if waiting is not None and (waiting.validated or waiting.kind in _DATA_KINDS):
                 raise _fail(
-                    where, f"the state of {p.name} holds a {pending[id(v)]} that is not built yet"
+                    where, f"the state of {p.name} holds a {waiting.name} that is not built yet"
                 )
             if isinstance(v, (list, dict, set)):
                 sealed[id(v)] = v
@@ -959,7 +982,7 @@ def _h_pyx_unpickle(u: _RestrictedUnpickler, name: str, args: tuple, where: str)
         try:
             obj = cls.__new__(cls)
         except Exception as exc:
-            raise InvalidStateError(where, cls_name, f"creating it failed: {exc!r}") from None
+            raise InvalidStateError(where, cls_name, f"creating it failed: {_exc(exc)}") from None
         u.s.register(obj, "cython", cls_name, (), None)
     if args[2] is not None:
         p = u.s.take(obj)
@@ -1030,7 +1053,7 @@ def _h_mareconstruct(u: _RestrictedUnpickler, name: str, args: tuple, where: str
 
 
 def _h_scalar(u: _RestrictedUnpickler, name: str, args: tuple, where: str) -> Any:
-    if len(args) not in (1, 2) or not isinstance(args[0], np.dtype):
+    if len(args) not in (1, 2) or not _dtype_arg(u, args[0], where):
         raise _fail(where, f"bad arguments for numpy scalar: {_describe(args)}")
     dtype = args[0]
     if dtype.hasobject:
@@ -1048,20 +1071,41 @@ def _h_scalar(u: _RestrictedUnpickler, name: str, args: tuple, where: str) -> An
 
 
 def _h_frombuffer(u: _RestrictedUnpickler, name: str, args: tuple, where: str) -> np.ndarray:
-    # protocol 5: _frombuffer(buffer, dtype, shape, order)
+    # protocol 5: _frombuffer(buffer, dtype, shape, order[, axis_order]); numpy 2 writes order
+    # "K" with the axis order for arrays that are neither C nor Fortran contiguous
     if (
-        len(args) != 4
+        len(args) not in (4, 5)
         or type(args[0]) not in (bytes, bytearray)
-        or not isinstance(args[1], np.dtype)
-        or args[3] not in ("C", "F")
+        or not _dtype_arg(u, args[1], where)
+        or args[3] not in (("C", "F") if len(args) == 4 else ("K",))
     ):
         raise _fail(where, f"bad arguments for _frombuffer: {_describe(args)}")
-    buf, dtype, order = args[0], args[1], args[3]
+    buf, dtype = args[0], args[1]
     shape = _shape(args[2], where)
-    _check_data(dtype, shape, len(buf), where)
+    axes = args[4] if len(args) == 5 else None
+    if axes is not None and (
+        type(axes) is not tuple
+        or sorted(axes) != list(range(len(shape)))
+        or not all(_is_int(a) for a in axes)
+    ):
+        raise _fail(where, f"bad axis order for _frombuffer: {_describe(axes)}")
     if dtype.hasobject:
         raise _fail(where, "object arrays have no raw buffer")
-    return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)
+    _check_data(dtype, shape, len(buf), where)
+    array = np.frombuffer(buf, dtype=dtype)
+    if axes is not None:
+        return array.reshape(shape, order="C").transpose(axes)
+    return array.reshape(shape, order=args[3])
+
+
+def _dtype_arg(u: _RestrictedUnpickler, value: object, where: str) -> bool:
+    """Whether ``value`` is a dtype whose state is set (BUILD may still change one that is not:
+    it must not be in use by then)."""
+    if not isinstance(value, np.dtype):
+        return False
+    if id(value) in u.s.pending:
+        raise _fail(where, "a dtype is used before its state is set")
+    return True
 
 
 def _check_data(dtype: np.dtype, shape: tuple[int, ...], nbytes: int, where: str) -> None:
@@ -1114,6 +1158,11 @@ def _h_randomstate(u: _RestrictedUnpickler, name: str, args: tuple, where: str) 
     u.s.register(rs, "randomstate", name, (), None)
     return rs
 
+
+# helpers that create instances of classes, which a dry run does not do
+_CONSTRUCTORS = frozenset({_h_reconstructor, _h_newobj, _h_cython_new, _h_pyx_unpickle})
+# what a dry run still builds: numpy's data types, and joblib's arrays (to skip their bytes)
+_DATA_KINDS = frozenset({"dtype", "ndarray", "masked", "wrapper"})
 
 _HELPERS: dict[str, Helper] = {
     "_codecs.encode": _h_encode,
@@ -1193,7 +1242,7 @@ _BUILTIN_CALLS: dict[str, Callable[[tuple, str], Any]] = {
 # -- BUILD of numpy's own types ------------------------------------------------------------------
 
 
-def _dtype_from_state(base: np.dtype, state: Any, where: str) -> np.dtype:
+def _dtype_from_state(u: _RestrictedUnpickler, base: np.dtype, state: Any, where: str) -> np.dtype:
     """Rebuild a dtype from its pickled state with numpy's public constructors.
 
     The state's flags, element size and alignment are not trusted: numpy trusts them in
@@ -1216,9 +1265,9 @@ def _dtype_from_state(base: np.dtype, state: Any, where: str) -> np.dtype:
         raise bad
     try:
         if names is not None or fields is not None:
-            canonical = _struct_dtype(names, fields, elsize, flags, where)
+            canonical = _struct_dtype(u, names, fields, elsize, flags, where)
         elif sub is not None:
-            if type(sub) is not tuple or len(sub) != 2 or not isinstance(sub[0], np.dtype):
+            if type(sub) is not tuple or len(sub) != 2 or not _dtype_arg(u, sub[0], where):
                 raise bad
             canonical = np.dtype((sub[0], _shape(sub[1], where)))
         else:
@@ -1229,7 +1278,7 @@ def _dtype_from_state(base: np.dtype, state: Any, where: str) -> np.dtype:
         raise _fail(where, f"invalid dtype state: {exc}") from None
     if canonical.hasobject and canonical != np.dtype(object):
         raise _fail(where, "dtypes with object fields or object subarrays are not supported")
-    if canonical.kind != base.kind or (base.itemsize and canonical.itemsize != base.itemsize):
+    if canonical.kind != base.kind or canonical.itemsize != base.itemsize:
         raise _fail(where, f"dtype state {canonical} does not match its type code {base.str}")
     return canonical
 
@@ -1260,7 +1309,9 @@ def _plain_dtype(base: np.dtype, state: tuple, elsize: int, where: str) -> np.dt
     return np.dtype(base.str)
 
 
-def _struct_dtype(names: Any, fields: Any, elsize: int, flags: int, where: str) -> np.dtype:
+def _struct_dtype(
+    u: _RestrictedUnpickler, names: Any, fields: Any, elsize: int, flags: int, where: str
+) -> np.dtype:
     if (
         type(names) is not tuple
         or not 0 < len(names) <= _MAX_FIELDS
@@ -1276,7 +1327,7 @@ def _struct_dtype(names: Any, fields: Any, elsize: int, flags: int, where: str) 
         if (
             type(f) is not tuple
             or len(f) not in (2, 3)
-            or not isinstance(f[0], np.dtype)
+            or not _dtype_arg(u, f[0], where)
             or not _is_int(f[1])
             or not 0 <= f[1] < 2**31
             or (len(f) == 3 and f[2] is not None and type(f[2]) is not str)
@@ -1298,7 +1349,7 @@ def _struct_dtype(names: Any, fields: Any, elsize: int, flags: int, where: str) 
 
 def _b_dtype(u: _RestrictedUnpickler, p: _Pending, state: Any, where: str) -> None:
     dtype: np.dtype = p.obj
-    canonical = _dtype_from_state(dtype, state, where)
+    canonical = _dtype_from_state(u, dtype, state, where)
     try:
         dtype.__setstate__(canonical.__reduce__()[2])
     except (TypeError, ValueError) as exc:
@@ -1312,7 +1363,7 @@ def _b_dtype(u: _RestrictedUnpickler, p: _Pending, state: Any, where: str) -> No
         raise _fail(where, f"dtype state does not rebuild {canonical}")
 
 
-def _array_state(state: Any, n_extra: int, where: str) -> tuple[Any, ...]:
+def _array_state(u: _RestrictedUnpickler, state: Any, n_extra: int, where: str) -> tuple[Any, ...]:
     """Check the state ``(version, shape, dtype, fortran, data, *extra)`` of an array."""
     if type(state) is not tuple or len(state) not in (4 + n_extra, 5 + n_extra):
         raise _fail(where, f"malformed array state {_describe(state)}")
@@ -1322,7 +1373,7 @@ def _array_state(state: Any, n_extra: int, where: str) -> tuple[Any, ...]:
         state = state[1:]
     shape, dtype, fortran, data = state[:4]
     shape = _shape(shape, where)
-    if not isinstance(dtype, np.dtype):
+    if not _dtype_arg(u, dtype, where):
         raise _fail(where, f"an array's dtype is a {type(dtype).__name__}")
     if type(fortran) not in (bool, int) or fortran not in (0, 1):
         raise _fail(where, "an array's order flag must be a bool")
@@ -1341,7 +1392,7 @@ def _array_state(state: Any, n_extra: int, where: str) -> tuple[Any, ...]:
 
 
 def _b_ndarray(u: _RestrictedUnpickler, p: _Pending, state: Any, where: str) -> None:
-    shape, dtype, fortran, data = _array_state(state, 0, where)
+    shape, dtype, fortran, data = _array_state(u, state, 0, where)
     try:
         p.obj.__setstate__((1, shape, dtype, bool(fortran), data))
     except (TypeError, ValueError) as exc:
@@ -1349,7 +1400,7 @@ def _b_ndarray(u: _RestrictedUnpickler, p: _Pending, state: Any, where: str) -> 
 
 
 def _b_masked(u: _RestrictedUnpickler, p: _Pending, state: Any, where: str) -> None:
-    shape, dtype, fortran, data, mask, fill = _array_state(state, 2, where)
+    shape, dtype, fortran, data, mask, fill = _array_state(u, state, 2, where)
     if type(mask) is str:
         mask = mask.encode("latin-1")
     mask_dtype = np.ma.make_mask_descr(dtype)
@@ -1406,7 +1457,7 @@ def _b_wrapper(u: _RestrictedUnpickler, p: _Pending, state: Any, where: str) -> 
     dtype, order, align = state["dtype"], state["order"], state.get("numpy_array_alignment_bytes")
     if (
         not _array_class(state["subclass"])
-        or not isinstance(dtype, np.dtype)
+        or not _dtype_arg(u, dtype, where)
         or order not in ("C", "F")
     ):
         raise _fail(where, "malformed joblib array wrapper (subclass, dtype or order)")
@@ -1494,7 +1545,7 @@ def _b_seedseq(u: _RestrictedUnpickler, p: _Pending, state: Any, where: str) -> 
     try:
         p.obj.__setstate_cython__(state)
     except Exception as exc:
-        raise InvalidStateError(where, p.name, f"restoring its state failed: {exc!r}") from None
+        raise InvalidStateError(where, p.name, f"restoring its state failed: {_exc(exc)}") from None
 
 
 _BUILDERS: dict[str, Callable[[_RestrictedUnpickler, _Pending, Any, str], None]] = {
@@ -1544,11 +1595,6 @@ def legacy_format_name(kind: str, *, joblib: bool = False) -> str:
     if kind in COMPRESSED:
         return "joblib-zfile" if kind == "ZF" else f"joblib-{kind}"
     return kind
-
-
-def _message(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _run(session: _Session) -> Any:
