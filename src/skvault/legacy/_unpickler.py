@@ -1632,7 +1632,7 @@ def _load_npy(reader: _Reader, policy: TrustPolicy, allow_pickle: bool) -> tuple
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(reader)
         else:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(reader)
-    except (ValueError, TypeError, SyntaxError) as exc:
+    except Exception as exc:  # numpy's header parser: ValueError, SyntaxError, TokenError...
         raise FormatError(f"not a valid .npy file: {_message(exc)}") from None
     shape = _shape(tuple(shape), "the .npy header")
     if dtype.hasobject:
