@@ -95,8 +95,9 @@ import numpy as np
 
 from ..errors import FormatError, InvalidStateError, SkvaultError, UntrustedTypeError
 from ..format import TrustPolicy
-from ..format._container import parse_json
+from ..format._container import _parse_npy_header, parse_json
 from ..format._trust import resolve
+from ..format.reducers._numpy import BIT_GENERATORS as _BIT_GENERATORS
 from ..format.reducers._objects import _OWN_KIND_BASES, _refused
 from ..format.validators import deferred_validation, validate
 
@@ -197,16 +198,6 @@ def _scalar_types() -> dict[str, type]:
     return found
 
 
-_BIT_GENERATORS: dict[str, type] = {
-    c.__name__: c
-    for c in (
-        np.random.MT19937,
-        np.random.PCG64,
-        np.random.PCG64DXSM,
-        np.random.Philox,
-        np.random.SFC64,
-    )
-}
 _SCALARS = _scalar_types()
 # exact builtin containers, as skvault's builtin node kinds build them
 _CONTAINERS: dict[str, dict[str, type]] = {
@@ -526,18 +517,7 @@ def _parse_npy(data: bytearray, what: str) -> np.ndarray:
 
     The array is a writable view of ``data`` (which the caller must not reuse).
     """
-    fp = io.BytesIO(data)
-    try:
-        version = np.lib.format.read_magic(fp)
-        if version == (1, 0):
-            read = np.lib.format.read_array_header_1_0
-        elif version == (2, 0):
-            read = np.lib.format.read_array_header_2_0
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
-        shape, fortran, dtype = read(fp, max_header_size=_MAX_NPY_HEADER)
-    except Exception as exc:  # numpy raises ValueError, SyntaxError, TypeError... on bad headers
-        raise FormatError(f"{what}: invalid .npy header ({exc})") from None
+    start, dtype, shape, fortran = _parse_npy_header(bytes(data[: _MAX_NPY_HEADER + 16]), what)
     if dtype.hasobject:
         raise FormatError(
             f"{what}: the .npy data has an object dtype, which numpy stores as a pickle; "
@@ -550,7 +530,6 @@ def _parse_npy(data: bytearray, what: str) -> np.ndarray:
         if type(dim) is not int or dim < 0 or dim > sys.maxsize:
             raise FormatError(f"{what}: invalid .npy shape {shape!r}")
         count *= dim
-    start = fp.tell()
     if count * dtype.itemsize != len(data) - start:
         raise FormatError(
             f"{what}: holds {len(data) - start} data bytes, but an array of shape {shape} and "

@@ -58,6 +58,7 @@ from ..errors import (
 )
 from ..format._files import FileLike
 from ..format._trust import TrustPolicy, default_allowlist, resolve
+from ..format.reducers._numpy import BIT_GENERATORS as _BIT_GENERATORS
 from ..format.reducers._objects import _OWN_KIND_BASES, _default_reduce, _refused
 from ..format.validators import BATCH_VALIDATORS, VALIDATORS, deferred_validation, validate
 from ._detect import COMPRESSED, detect_file, open_stream
@@ -95,16 +96,6 @@ _HELPER_MADE = (
     np.random.BitGenerator,
     np.random.SeedSequence,
 )
-_BIT_GENERATORS = {
-    c.__name__: c
-    for c in (
-        np.random.MT19937,
-        np.random.PCG64,
-        np.random.PCG64DXSM,
-        np.random.Philox,
-        np.random.SFC64,
-    )
-}
 _DTYPE_BASE = re.compile(r"^[biufcSUVOMm][0-9]{1,9}$")
 _DATETIME_UNITS = frozenset(
     {"Y", "M", "W", "D", "h", "m", "s", "ms", "us", "ns", "ps", "fs", "as", "generic"}

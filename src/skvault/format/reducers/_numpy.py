@@ -329,14 +329,23 @@ class ScalarReducer(Reducer):
         return "numpy scalar"
 
 
-def _bit_generators() -> dict[str, type]:
-    r = np.random
-    return {c.__name__: c for c in (r.MT19937, r.PCG64, r.PCG64DXSM, r.Philox, r.SFC64)}
+# numpy's bit generators, by class name: the only ones a file may ask for (here and in the
+# legacy readers)
+BIT_GENERATORS: dict[str, type] = {
+    c.__name__: c
+    for c in (
+        np.random.MT19937,
+        np.random.PCG64,
+        np.random.PCG64DXSM,
+        np.random.Philox,
+        np.random.SFC64,
+    )
+}
 
 
 def _bit_generator_class(state: object, path: str) -> type:
     name = state.get("bit_generator") if isinstance(state, dict) else None
-    cls = _bit_generators().get(name)  # type: ignore[arg-type]
+    cls = BIT_GENERATORS.get(name)  # type: ignore[arg-type]
     if cls is None:
         raise InvalidStateError(
             path, "numpy.random.BitGenerator", f"unknown bit generator {name!r}"
@@ -360,7 +369,7 @@ class BitGeneratorReducer(Reducer):
     kind = "bit_generator"
 
     def accepts(self, obj: object) -> bool:
-        return type(obj) in _bit_generators().values()
+        return type(obj) in BIT_GENERATORS.values()
 
     def reduce(self, obj: Any, w: GraphWriter, path: str) -> dict[str, Any]:
         state = obj.state
@@ -386,7 +395,7 @@ class GeneratorReducer(Reducer):
 
     def construct(self, node: dict[str, Any], r: GraphReader, path: str) -> np.random.Generator:
         bg = r.value(node.get("bit_generator"))
-        if type(bg) not in _bit_generators().values():
+        if type(bg) not in BIT_GENERATORS.values():
             raise FormatError(f"generator at {display_path(path)} needs a bit generator")
         return np.random.Generator(bg)
 
