@@ -91,3 +91,25 @@ def test_unknown_content_is_a_format_error(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(skvault.FormatError):
         skvault.load(path, allow_pickle=True)
+
+
+def _object_array_holding_a_joblib_wrapper() -> np.ndarray:
+    from joblib.numpy_pickle import NumpyArrayWrapper
+
+    items = np.empty(1, dtype=object)
+    items[0] = NumpyArrayWrapper(np.ndarray, (4,), "C", np.dtype("<f8"))
+    return items
+
+
+@pytest.mark.parametrize("container", ["npy", "joblib"])
+def test_array_wrappers_outside_joblib_top_level_pickle_are_refused(tmp_path, container):
+    # joblib reads raw array data only after wrappers of its top-level pickle: one inside an
+    # object array's pickle (or a .npy file's) would make a reader take file bytes for data
+    path = tmp_path / f"wrapper.{container}"
+    if container == "npy":
+        np.save(path, _object_array_holding_a_joblib_wrapper(), allow_pickle=True)
+    else:
+        joblib.dump({"items": _object_array_holding_a_joblib_wrapper()}, path)
+    with pytest.raises(skvault.FormatError, match="joblib array wrapper inside"):
+        skvault.load(path, allow_pickle=True)
+    assert not skvault.audit(path).safe

@@ -167,8 +167,10 @@ class AuditReport:
     def __str__(self) -> str:
         lines = [self.summary()]
         if self.references:
-            rows = [("CLASSIFICATION", "MODULE", "NAME", "WHERE")]
-            rows += [(r.classification, r.module, r.name, r.location) for r in self.references]
+            rows = [("MODULE", "NAME", "CLASSIFICATION", "WHERE")]
+            for ref in self.references:
+                where = ref.location + (f" ({ref.count} times)" if ref.count > 1 else "")
+                rows.append((ref.module, ref.name, ref.classification, where))
             widths = [min(max(len(row[i]) for row in rows), 48) for i in range(3)]
             for row in rows:
                 cells = [row[i].ljust(widths[i]) for i in range(3)]
@@ -182,7 +184,7 @@ class AuditReport:
 
 
 def audit(
-    file: str | os.PathLike[str] | IO[bytes],
+    file: str | os.PathLike[str] | IO[bytes] | bytes,
     *,
     trusted: Iterable[str] | None = None,
 ) -> AuditReport:
@@ -190,9 +192,10 @@ def audit(
 
     Parameters
     ----------
-    file : str, os.PathLike or binary file object
+    file : str, os.PathLike, bytes or binary file object
         A pickle, joblib (any compression), ``.npy``, ``.skv`` or skops file; the format is
-        detected from the content. A file object is read from its current position.
+        detected from the content. A file object is read from its current position; bytes are
+        the file's content.
     trusted : list of str, optional
         Fully qualified names (``"mypackage.MyEstimator"``) to accept on top of skvault's
         default allow-list, as ``load(..., trusted=...)`` does. A name classified dangerous stays
@@ -220,6 +223,8 @@ def audit(
     """
     policy = TrustPolicy(trusted)
     name = _file_name(file)
+    if isinstance(file, (bytes, bytearray, memoryview)):
+        file = io.BytesIO(file)  # the content, as skvault.load takes bytes
     file = peekable(file)  # a pipe: its first bytes are looked at twice
     kind = detect_file(file)
     if kind == "skv":
@@ -323,7 +328,6 @@ def _add_scan(
 def _audit_npy(file: Any, name: str | None, policy: TrustPolicy) -> AuditReport:
     report = AuditReport(name, "npy")
     with _opened(file) as fh:
-        start = fh.tell()
         try:
             header, descr, shape = _npy_header(fh)
         except FormatError as exc:
@@ -339,7 +343,7 @@ def _audit_npy(file: Any, name: str | None, policy: TrustPolicy) -> AuditReport:
             return report
         if hasobject:
             # numpy.load(allow_pickle=True) unpickles the rest of the file
-            result = scan(fh, joblib_arrays=False, origin=data_start - start)
+            result = scan(fh, joblib_arrays=False, origin=data_start)
             _add_scan(report, result, policy)
             return report
         count = 1
@@ -353,7 +357,7 @@ def _audit_npy(file: Any, name: str | None, policy: TrustPolicy) -> AuditReport:
                 Problem(
                     "truncated",
                     f"the array data is {actual} bytes, the header announces {expected}",
-                    data_start - start,
+                    data_start,
                 )
             )
         elif actual > expected:
@@ -361,7 +365,7 @@ def _audit_npy(file: Any, name: str | None, policy: TrustPolicy) -> AuditReport:
                 Problem(
                     "data-after-stop",
                     f"{actual - expected} bytes after the array data, which numpy does not read",
-                    data_start - start + expected,
+                    data_start + expected,
                 )
             )
     return report
@@ -390,7 +394,14 @@ def _npy_header(fh: IO[bytes]) -> tuple[dict[str, Any], Any, tuple[int, ...]]:
     try:
         # the same literal-only parser numpy uses: no names, no calls
         header = ast.literal_eval(text.decode(encoding))
-    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        SyntaxError,
+        UnicodeDecodeError,
+        MemoryError,
+        RecursionError,
+    ) as exc:
         raise FormatError(f"header is not a Python literal ({type(exc).__name__})") from None
     if (
         not isinstance(header, dict)
@@ -431,6 +442,9 @@ def _audit_skv(file: Any, name: str | None, policy: TrustPolicy) -> AuditReport:
                     report.references.append(_named(qualified, f"graph.json node {index}", policy))
     except SkvaultError as exc:
         report.problems.append(Problem("invalid", f"{type(exc).__name__}: {exc}"))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # a graph the reader's own checks let through: still a broken file, not a crash
+        report.problems.append(Problem("invalid", f"malformed .skv file: {exc!r}"))
     return report
 
 
@@ -439,7 +453,8 @@ def _audit_skops(file: Any, name: str | None, policy: TrustPolicy) -> AuditRepor
 
     report = AuditReport(name, "skops")
     try:
-        doc = read_skops(file)
+        with _opened(file) as fh:
+            doc = read_skops(fh)
     except SkvaultError as exc:
         report.problems.append(Problem("invalid", f"{type(exc).__name__}: {exc}"))
         return report

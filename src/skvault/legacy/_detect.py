@@ -97,13 +97,13 @@ def detect(head: bytes) -> str:
     return "unknown"
 
 
-def detect_file(file: str | os.PathLike[str] | IO[bytes]) -> str:
+def detect_file(file: str | os.PathLike[str] | IO[bytes] | bytes) -> str:
     """Return the format of a file, telling zip files apart (``"skv"``, ``"skops"``, ``"zip"``).
 
     Parameters
     ----------
-    file : path or binary file object
-        A file object is read from its current position and left there.
+    file : path, bytes or binary file object
+        A file object is read from its current position and left there; bytes are the content.
 
     Returns
     -------
@@ -132,13 +132,16 @@ def detect_file(file: str | os.PathLike[str] | IO[bytes]) -> str:
 
 
 @contextlib.contextmanager
-def open_stream(file: str | os.PathLike[str] | IO[bytes], *, max_bytes: int) -> Iterator[IO[bytes]]:
+def open_stream(
+    file: str | os.PathLike[str] | IO[bytes] | bytes, *, max_bytes: int
+) -> Iterator[IO[bytes]]:
     """Open a pickle, joblib or ``.npy`` file for reading, decompressing it as it is read.
 
     Parameters
     ----------
-    file : path or binary file object
-        A file object is read from its current position; it is not closed.
+    file : path, bytes or binary file object
+        A file object is read from its current position; it is not closed. Bytes are the
+        content.
     max_bytes : int
         The most decompressed bytes a compressed file may produce. Reading past it raises
         :class:`~skvault.errors.FormatError` ("decompressed size over limit"). An uncompressed
@@ -180,7 +183,9 @@ def peekable(file: Any) -> Any:
     :func:`detect_file` and :func:`open_stream` both look at the first bytes of the file; give
     them the object this returns, so a pipe is not consumed by the first look.
     """
-    if isinstance(file, (str, bytes, os.PathLike, _Rewindable)) or not hasattr(file, "read"):
+    if isinstance(file, (str, bytes, bytearray, memoryview, os.PathLike, _Rewindable)):
+        return file
+    if not hasattr(file, "read"):
         return file
     try:
         seekable = bool(file.seekable())
@@ -190,10 +195,14 @@ def peekable(file: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _opened(file: str | os.PathLike[str] | IO[bytes]) -> Iterator[Any]:
-    if isinstance(file, (str, bytes, os.PathLike)):
+def _opened(file: str | os.PathLike[str] | IO[bytes] | bytes) -> Iterator[Any]:
+    if isinstance(file, (str, os.PathLike)):
         with open(file, "rb") as fh:
             yield fh
+        return
+    if isinstance(file, (bytes, bytearray, memoryview)):
+        # the file's content, as skvault.load takes it
+        yield io.BytesIO(file)
         return
     if not hasattr(file, "read"):
         raise TypeError(f"expected a path or a binary file object, got {type(file).__name__}")
@@ -222,7 +231,7 @@ def _decompressor(kind: str, fh: Any, max_bytes: int) -> Any:
         return lzma.LZMAFile(fh, "rb", format=lzma.FORMAT_XZ)
     if kind == "lz4":
         try:
-            import lz4.frame
+            import lz4.frame  # type: ignore[import-untyped]
         except ImportError:
             raise FormatError(
                 "install lz4 to read this lz4-compressed joblib file (pip install lz4)"

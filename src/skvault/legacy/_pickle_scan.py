@@ -13,14 +13,18 @@ array bytes in the middle of the pickle stream. This walk is built for speed ins
 * the common opcodes run in one tight loop over a byte buffer, with local variables only;
 * a run of fixed-width numbers between ``MARK`` and ``APPENDS``/``SETITEMS`` is skipped by one
   compiled regular expression (which runs in C);
+* a batch of strings and numbers between ``MARK`` and ``SETITEMS``/``APPENDS`` (a vocabulary:
+  millions of ``SHORT_BINUNICODE MEMOIZE BININT``) is walked by a small loop that pushes nothing,
+  since the closing opcode pops every item again, and only records where the memoized strings are;
 * every other opcode, and every opcode close to the end of the buffer or of a frame, goes through
-  one careful step that checks everything. The fast loop must leave the symbolic state exactly as
-  the careful step would; the tests compare both on generated pickles.
+  one careful step that checks everything. The fast paths must leave the symbolic state exactly
+  as the careful step would; the tests compare both on generated pickles.
 
 Memory stays bounded whatever the file says: strings are kept only up to :data:`STR_CAP` bytes;
-memoized strings live in one ``bytearray`` arena (capped), the memo in an ``array('q')`` of
-tagged codes; symbolic tuples and dicts are small and capped; the stack, the memo and the number
-of distinct names have hard limits, and going over one is reported as a problem, never ignored.
+the memo is an ``array('q')`` of tagged codes: a memoized string of a seekable file is its offset
+(read again if a ``GET`` fetches it), otherwise its bytes in one ``bytearray`` arena (capped);
+symbolic tuples and dicts are small and capped; the stack, the memo and the number of distinct
+names have hard limits, and going over one is reported as a problem, never ignored.
 
 joblib writes each numpy array as a ``NumpyArrayWrapper`` followed, right after the ``BUILD`` that
 sets the wrapper's state, by the raw array bytes (joblib >= 1.2 first writes one byte giving a
@@ -40,10 +44,10 @@ import re
 import struct
 import sys
 from array import array
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from ..errors import FormatError
 from ._policy import canonical
 
 __all__ = [
@@ -53,14 +57,17 @@ __all__ = [
     "scan",
 ]
 
-#: Longest string whose content is kept (names longer than this are malformed anyway).
-STR_CAP = 1000
+#: Longest string whose content is kept (names over 200 characters are malformed anyway).
+STR_CAP = 256
 #: Bytes kept for memoized strings; later ones are remembered as "a string, content not kept".
 ARENA_CAP = 64 << 20
 #: Memo entries allowed (each costs 8 bytes); more is a problem and ends the scan.
 MEMO_CAP = 20_000_000
-#: Stack entries allowed (over all MARK levels).
-STACK_CAP = 10_000_000
+#: Stack entries allowed (over all MARK levels), MARK levels allowed, and bytes the strings on
+#: the stack may hold.
+STACK_CAP = 5_000_000
+MARK_CAP = 100_000
+STACK_BYTES_CAP = 128 << 20
 #: Items a symbolic tuple or dict keeps; bigger ones are opaque.
 CONTAINER_CAP = 64
 #: Distinct references recorded before the scan gives up.
@@ -69,8 +76,8 @@ REFERENCE_CAP = 100_000
 PROBLEM_CAP = 200
 #: Python memory blocks the symbolic state may grow by before containers stop being tracked, and
 #: before the scan stops.
-BLOCKS_SOFT = 2_000_000
-BLOCKS_HARD = 6_000_000
+BLOCKS_SOFT = 1_000_000
+BLOCKS_HARD = 4_000_000
 _CHUNK = 1 << 20
 _MARGIN = 16  # the longest fixed-width opcode the fast loop handles is 9 bytes
 
@@ -122,7 +129,8 @@ class Problem:
     ----------
     kind : str
         A short tag: ``truncated``, ``invalid``, ``data-after-stop``, ``frame``, ``extension``,
-        ``persistent-id``, ``buffer``, ``inst-obj``, ``joblib-array``, ``unbalanced``, ``limit``.
+        ``persistent-id``, ``buffer``, ``inst-obj``, ``joblib-array``, ``unbalanced``, ``limit``
+        (and, from the audit, ``format`` for a file of no known format).
     message : str
     offset : int or None
     pickle : int or None
@@ -199,12 +207,13 @@ _WRAPPERS = (_K_WRAPPER, _K_ND, _K_ZND)
 
 
 class _Global:
-    __slots__ = ("kind", "module", "name")
+    __slots__ = ("kind", "module", "name", "wrapper")
 
     def __init__(self, module: str, name: str, kind: int) -> None:
         self.module = module
         self.name = name
         self.kind = kind
+        self.wrapper = kind in _WRAPPERS
 
     def __repr__(self) -> str:
         return f"<global {self.module}.{self.name}>"
@@ -213,10 +222,11 @@ class _Global:
 class _Instance:
     """An instance of a class the scanner follows: joblib's array wrappers and numpy dtypes."""
 
-    __slots__ = ("attrs", "cls", "init", "state", "unknown")
+    __slots__ = ("attrs", "cls", "init", "state", "unknown", "wrapper")
 
     def __init__(self, cls: _Global, init: Any) -> None:
         self.cls = cls
+        self.wrapper = cls.wrapper
         self.init = init  # constructor arguments (a tuple), None when built without __init__
         self.attrs: dict[bytes, Any] = {}  # __dict__ after BUILDs (wrappers)
         self.state: Any = None  # the last BUILD state (dtypes)
@@ -253,6 +263,13 @@ class _Dict:
 
     def __repr__(self) -> str:
         return "<dict>" if self.opaque else f"<dict {self.items!r}>"
+
+
+def _tuple_value(items: list[Any], track: bool) -> Any:
+    """The symbolic value of a tuple: kept when small and holding something the scanner uses."""
+    if not track or len(items) > CONTAINER_CAP or all(v is OPAQUE for v in items):
+        return OPAQUE if items else ()
+    return tuple(items)
 
 
 # memo codes (array('q')): -1 absent; 0 OPAQUE; code & 3 == 1: int (code >> 2);
@@ -301,6 +318,7 @@ class _Pickle:
         self.memo_count = 0
         self.dense = True  # memo keys are exactly 0..len(memo)-1
         self.arena = bytearray()
+        self.strings: dict[int, Any] = {}  # memoized strings fetched lately, by memo code
         self.proto = 0
         self.frame_end = -1  # absolute offset where the current frame ends, -1 outside frames
         self.framed = False  # a FRAME was seen: opcodes outside frames are then suspicious
@@ -316,6 +334,163 @@ class _Pickle:
 # a run of fixed-width numbers (no memo, no globals) inside MARK ... APPENDS/SETITEMS: the
 # symbolic effect of the whole run is known without walking it (see _run)
 _NUMBER = rb"(?:K.|M..|J....|G........|N|\x88|\x89)"
+_NUMBER_FIRST = frozenset(b"KMJGN\x88\x89")
+_TEXT_FIRST = frozenset(b"\x8cX")
+
+
+def _pairs_batch(
+    buf: bytes, p: int, fend: int, nbase: int, index: int
+) -> tuple[int, list[int], int, int] | None:
+    """:func:`_text_batch` for the commonest case, MARK (string key, integer value)* SETITEMS.
+
+    One pass per pair instead of one per item; None for anything else.
+    """
+    codes: list[int] = []
+    add = codes.append
+    count = 0
+    u4 = _U4
+    try:
+        while True:
+            if p >= fend:
+                if p != fend or buf[p] != 0x95:
+                    return None
+                fend = p + 9 + _U8(buf, p + 1)[0]
+                p += 9
+                continue
+            op = buf[p]
+            if op == 0x8C:
+                e = p + 2 + buf[p + 1]
+            elif op == 0x75:
+                break
+            elif op == 0x58:
+                e = p + 5 + u4(buf, p + 1)[0]
+            else:
+                return None
+            m = buf[e]
+            if m == 0x94:
+                add(nbase - p)
+                index += 1
+                e += 1
+            elif m == 0x71:
+                if buf[e + 1] != index:
+                    return None
+                add(nbase - p)
+                index += 1
+                e += 2
+            elif m == 0x72:
+                if u4(buf, e + 1)[0] != index:
+                    return None
+                add(nbase - p)
+                index += 1
+                e += 5
+            if e >= fend:
+                if e != fend or buf[e] != 0x95:
+                    return None
+                fend = e + 9 + _U8(buf, e + 1)[0]
+                e += 9
+            v = buf[e]
+            if v == 0x4A:
+                p = e + 5
+            elif v == 0x4D:
+                p = e + 3
+            elif v == 0x4B:
+                p = e + 2
+            else:
+                return None
+            count += 2
+    except (IndexError, struct.error):
+        return None
+    if p + 1 > fend:
+        return None
+    return p + 1, codes, count, fend
+
+
+def _text_batch(
+    buf: bytes, p: int, fend: int, nbase: int, index: int
+) -> tuple[int, list[int], int, int] | None:
+    """Walk the items of MARK ... SETITEMS/APPENDS when they are strings and numbers only.
+
+    The items are popped again by the closing opcode, so their only lasting effect is on the memo:
+    return (offset after the closing opcode, the lazy memo codes of the memoized strings in
+    order, the item count, where the frame now ends), or None when the batch holds anything else
+    (the caller then walks it opcode by opcode). ``fend`` is where the current frame ends (past
+    the buffer when there is no frame): an opcode may not cross it, and only a FRAME may start
+    there. ``index`` is the next memo index, which BINPUT arguments must follow.
+    This is what a vocabulary (``CountVectorizer.vocabulary_``) is made of: millions of
+    ``SHORT_BINUNICODE MEMOIZE BININT`` triples.
+    """
+    codes: list[int] = []
+    add = codes.append
+    count = 0
+    u4 = _U4
+    try:
+        while True:
+            if p >= fend:
+                if p != fend or buf[p] != 0x95:
+                    return None
+                fend = p + 9 + _U8(buf, p + 1)[0]
+                p += 9
+                continue
+            op = buf[p]
+            if op == 0x8C:
+                e = p + 2 + buf[p + 1]
+            elif op == 0x4B:
+                p += 2
+                count += 1
+                continue
+            elif op == 0x4D:
+                p += 3
+                count += 1
+                continue
+            elif op == 0x4A:
+                p += 5
+                count += 1
+                continue
+            elif op == 0x58:
+                e = p + 5 + u4(buf, p + 1)[0]
+            elif op == 0x75:
+                if count & 1:
+                    return None
+                break
+            elif op == 0x65:
+                break
+            elif op == 0x47:
+                p += 9
+                count += 1
+                continue
+            elif op == 0x4E or op == 0x88 or op == 0x89:
+                p += 1
+                count += 1
+                continue
+            else:
+                return None
+            count += 1
+            m = buf[e]
+            if m == 0x94:
+                add(nbase - p)
+                index += 1
+                p = e + 1
+            elif m == 0x71:
+                if buf[e + 1] != index:
+                    return None
+                add(nbase - p)
+                index += 1
+                p = e + 2
+            elif m == 0x72:
+                if u4(buf, e + 1)[0] != index:
+                    return None
+                add(nbase - p)
+                index += 1
+                p = e + 5
+            else:
+                p = e
+    except (IndexError, struct.error):
+        return None
+    if p + 1 > fend:
+        return None
+    return p + 1, codes, count, fend
+
+
 _LIST_BATCH = re.compile(rb"\(" + _NUMBER + rb"*+[el\x90\x91]", re.DOTALL).match
 _DICT_BATCH = re.compile(rb"\((?:" + _NUMBER + _NUMBER + rb")*+u", re.DOTALL).match
 
@@ -501,8 +676,8 @@ class _Scanner:
                 if not first:
                     self.problem(
                         "data-after-stop",
-                        f"{self._describe_rest()} after the STOP opcode; scanned as a further "
-                        "pickle (pickle.load on the same file reads it)",
+                        "data after the STOP opcode; scanned as a further pickle (a second "
+                        "pickle.load on the same file reads it)",
                         offset,
                         None,
                     )
@@ -513,6 +688,10 @@ class _Scanner:
                     break
         except _Stop:
             pass
+        except FormatError as exc:  # corrupt compressed data, or over the decompression cap
+            self.problem(
+                "truncated", f"the stream cannot be read further: {exc}", self.base + self.pos, None
+            )
         for key, (offset, count, opcode) in self._refs.items():
             index, module, name, dynamic, proto = key
             result.references.append(
@@ -524,12 +703,6 @@ class _Scanner:
                 Problem("limit", f"{self._problem_count - PROBLEM_CAP} more problems not listed")
             )
         return result
-
-    def _describe_rest(self) -> str:
-        if self.size is not None:
-            rest = self.size - self.start - self.base - self.pos
-            return f"{rest} byte{'s' if rest != 1 else ''} of data"
-        return "data"
 
     # -- buffer --------------------------------------------------------------------------------
 
@@ -626,6 +799,14 @@ class _Scanner:
         metastack = p.metastack
         fast = self.fast
         lazy = self.seekable
+        strings_get = p.strings.get
+        number_first = _NUMBER_FIRST
+        text_first = _TEXT_FIRST
+        memo_objs = p.memo_objs
+        memo_code = self._memo_code
+        make_tuple = _tuple_value
+        text_batch = _text_batch
+        pairs_batch = _pairs_batch
         while True:
             buf = self.buf
             pos = self.pos
@@ -680,7 +861,7 @@ class _Scanner:
                             else:
                                 memo_append(_LOST_CODE)
                         else:
-                            break
+                            memo_append(memo_code(p, v))
                         pos += 1
                     elif op == 0x4B:  # BININT1
                         append(buf[pos + 1])
@@ -731,29 +912,34 @@ class _Scanner:
                             else:
                                 memo_append(_LOST_CODE)
                         else:
-                            break
+                            memo_append(memo_code(p, v))
                         pos += 2
                     elif op == 0x68:  # BINGET
                         code = memo[buf[pos + 1]]
                         if code == 0:
                             append(OP)
-                        elif code < -1:
-                            at = nbase - code
-                            if at < 0 or buf[at] != 0x8C:
+                        elif code < -1 or code & 3 == 2:
+                            # strings: shared through a cache, as the unpickler shares objects
+                            v = strings_get(code)
+                            if v is None:
                                 break
-                            append(buf[at + 2 : at + 2 + buf[at + 1]])
-                        elif code & 3 == 2:
-                            code >>= 2
-                            off = code >> 10
-                            append(bytes(arena[off : off + (code & 1023)]))
+                            append(v)
+                        elif code < 0:
+                            break  # never set: the careful step says so
+                        elif code & 3 == 3:
+                            v = memo_objs[code >> 2]
+                            t = type(v)
+                            if (t is _Global or t is _Instance) and v.wrapper:
+                                break  # counted by the careful step
+                            append(v)
                         else:
-                            break
+                            append(code >> 2)
                         pos += 2
                     elif op == 0x47:  # BINFLOAT
                         append(OP)
                         pos += 9
                     elif op == 0x28:  # MARK
-                        if fast:
+                        if buf[pos + 1] in number_first:
                             m = list_batch(buf, pos, limit)
                             if m is not None:
                                 end = m.end()
@@ -777,6 +963,34 @@ class _Scanner:
                                         t.items = {}
                                 pos = end
                                 continue
+                        elif lazy and dense and stack and (buf[pos + 1] in text_first):
+                            # a batch of strings (memoized or not) and numbers: a vocabulary
+                            fend = p.frame_end - self.base if p.frame_end >= 0 else len(buf) + 1
+                            walked = pairs_batch(buf, pos + 1, fend, nbase, len(memo))
+                            if walked is None:
+                                walked = text_batch(buf, pos + 1, fend, nbase, len(memo))
+                            if walked is not None:
+                                end, codes, count, fend = walked
+                                if buf[end - 1] == 0x75:  # SETITEMS
+                                    t = stack[-1]
+                                    if count and type(t) is _Dict and not t.opaque:
+                                        if len(t.items) + count // 2 <= CONTAINER_CAP:
+                                            walked = None  # the dict is followed: walk it
+                                        else:
+                                            t.opaque = True
+                                            t.items = {}
+                                if walked is not None:
+                                    if codes:
+                                        memo.extend(codes)
+                                    if p.frame_end >= 0 and fend != p.frame_end - self.base:
+                                        # the batch went on in the next frames
+                                        p.frame_end = fend + self.base
+                                        limit = min(fend, len(buf))
+                                        safe = limit - _MARGIN
+                                    pos = end
+                                    continue
+                        if len(metastack) >= MARK_CAP:
+                            break
                         metastack.append(stack)
                         stack = []
                         append = stack.append
@@ -877,12 +1091,21 @@ class _Scanner:
                         code = memo[u4(buf, pos + 1)[0]]
                         if code == 0:
                             append(OP)
-                        elif code & 3 == 2:
-                            code >>= 2
-                            off = code >> 10
-                            append(bytes(arena[off : off + (code & 1023)]))
+                        elif code < -1 or code & 3 == 2:
+                            v = strings_get(code)
+                            if v is None:
+                                break
+                            append(v)
+                        elif code < 0:
+                            break  # never set: the careful step says so
+                        elif code & 3 == 3:
+                            v = memo_objs[code >> 2]
+                            t = type(v)
+                            if (t is _Global or t is _Instance) and v.wrapper:
+                                break
+                            append(v)
                         else:
-                            break
+                            append(code >> 2)
                         pos += 5
                     elif op == 0x72:  # LONG_BINPUT
                         if not dense:
@@ -900,12 +1123,40 @@ class _Scanner:
                             else:
                                 memo_append(_LOST_CODE)
                         else:
-                            break
+                            memo_append(memo_code(p, v))
                         pos += 5
                     elif op == 0x30:  # POP
                         if not stack:
                             break
                         del stack[-1]
+                        pos += 1
+                    elif op == 0x52:  # REDUCE of a callable the scanner does not follow
+                        f = stack[-2]
+                        if type(f) is _Global and f.kind:
+                            break
+                        del stack[-1]
+                        stack[-1] = OP
+                        pos += 1
+                    elif op == 0x62:  # BUILD of an object the scanner does not follow
+                        if type(stack[-2]) is _Instance:
+                            break
+                        del stack[-1]
+                        pos += 1
+                    elif op == 0x74:  # TUPLE
+                        target = metastack[-1]
+                        metastack.pop()
+                        v = make_tuple(stack, track)
+                        stack = target
+                        append = stack.append
+                        p.stack = stack
+                        append(v)
+                        pos += 1
+                    elif op == 0x81:  # NEWOBJ of a class the scanner does not follow
+                        f = stack[-2]
+                        if type(f) is _Global and f.kind:
+                            break
+                        del stack[-1]
+                        stack[-1] = OP
                         pos += 1
                     else:
                         break
@@ -973,10 +1224,14 @@ class _Scanner:
         # than 4 bytes, and writes bytes and strings of 64 KiB and more outside frames: anything
         # else outside a frame is a frame length that does not match the data
         end = self.base + self.pos
-        if p.unframed_start < 0:
-            header = _LARGE.get(op)
-            if header is not None and end - offset - header >= 65536:
+        header = _LARGE.get(op)
+        if header is not None and end - offset - header >= 65536:
+            # the bytes committed before it (under 4) are written without a frame too
+            if p.unframed_start < 0 or offset - p.unframed_start < 4:
+                p.unframed_start = -1
                 return
+            end = offset
+        elif p.unframed_start < 0:
             p.unframed_start = offset
         if end - p.unframed_start >= 4:
             self.problem(
@@ -990,10 +1245,18 @@ class _Scanner:
 
     def _check_limits(self, p: _Pickle) -> None:
         depth = len(p.metastack)
-        size = len(p.stack) + (sum(map(len, p.metastack)) if depth < 10_000 else depth)
-        if size > STACK_CAP or depth > STACK_CAP:
+        if depth > MARK_CAP:
+            self.problem("limit", f"more than {MARK_CAP} nested MARKs", None, p)
+            raise _Stop
+        size = len(p.stack) + sum(map(len, p.metastack))
+        if size > STACK_CAP:
             self.problem("limit", f"the pickle stack grows over {STACK_CAP} entries", None, p)
             raise _Stop
+        if size > 100_000:
+            held = sum(len(v) for seg in (p.stack, *p.metastack) for v in seg if type(v) is bytes)
+            if held > STACK_BYTES_CAP:
+                self.problem("limit", "the strings on the pickle stack grow too large", None, p)
+                raise _Stop
         if len(p.memo) + len(p.memo_sparse) > MEMO_CAP:
             self.problem("limit", f"the memo grows over {MEMO_CAP} entries", None, p)
             raise _Stop
@@ -1037,9 +1300,7 @@ class _Scanner:
             p.stack.append(LONG_STR)
 
     def _tuple(self, p: _Pickle, items: list[Any]) -> Any:
-        if not p.track or len(items) > CONTAINER_CAP or all(v is OPAQUE for v in items):
-            return OPAQUE if items else ()
-        return tuple(items)
+        return _tuple_value(items, p.track)
 
     def _pushed(self, p: _Pickle, v: Any) -> Any:
         """Account for a wrapper class or instance appearing on the stack (GET, DUP)."""
@@ -1146,6 +1407,13 @@ class _Scanner:
         code = p.memo[index] if 0 <= index < len(p.memo) else p.memo_sparse.get(index, _ABSENT)
         if code == _ABSENT:
             raise _Invalid("invalid", f"memo index {index} was never set (bad memo reference)")
+        if code < -1 or code & 3 == 2:
+            value = p.strings.get(code)
+            if value is None:
+                if len(p.strings) >= 4096:
+                    p.strings.clear()
+                value = p.strings[code] = self._memo_value(p, code)
+            return value
         return self._pushed(p, self._memo_value(p, code))
 
     # -- globals and calls ---------------------------------------------------------------------
@@ -1229,6 +1497,17 @@ class _Scanner:
                     p.stack[-1] = OPAQUE
             return None
         if not p.arrays:
+            if not p.zfile:
+                # a plain pickle (an object array's, a .npy's): pickle.load builds the wrapper
+                # as an object, while a joblib-aware reader takes the bytes after it for array
+                # data; the audit cannot say which reader the file will meet
+                self.problem(
+                    "joblib-array",
+                    "a joblib array wrapper inside a plain pickle (a nested or .npy pickle): "
+                    "readers disagree on whether array bytes follow it",
+                    offset,
+                    p,
+                )
             return None
         p.wrapper_objects -= 1
         p.stack[-1] = OPAQUE  # joblib replaces the wrapper by the array it reads
@@ -1321,11 +1600,14 @@ def _why_dynamic(opcode: str, v: Any) -> str:
 
 
 def _h_mark(s: _Scanner, p: _Pickle, offset: int) -> None:
+    if len(p.metastack) >= MARK_CAP:
+        raise _Invalid("limit", f"more than {MARK_CAP} nested MARKs")
     p.metastack.append(p.stack)
     p.stack = []
 
 
 def _h_stop(s: _Scanner, p: _Pickle, offset: int) -> bool:
+    s.result.protocols.add(p.proto)
     if not p.stack:
         raise _Invalid("invalid", "STOP with an empty stack (stack underflow)")
     if p.metastack or len(p.stack) > 1:
@@ -1345,7 +1627,8 @@ def _h_stop(s: _Scanner, p: _Pickle, offset: int) -> bool:
         )
     here = s.base + s.pos
     if p.frame_end > here:
-        beyond = s.size is not None and s.start + p.frame_end > s.size
+        need = p.frame_end - here
+        beyond = need <= _CHUNK and s._fill(need) < need
         s.problem(
             "frame",
             f"the pickle stops before the end of its frame (declared to end at offset "
@@ -2027,20 +2310,12 @@ def _dtype_layout(dtype: Any, depth: int) -> tuple[int, bool]:
         if bool(flags & 1) != hasobject:
             raise _Invalid("joblib-array", "dtype flags disagree with its fields")
         return size, hasobject
-    size = _FIXED_SIZES.get(code)
-    if size is None:
+    fixed = _FIXED_SIZES.get(code)
+    if fixed is None:
         raise _Invalid("joblib-array", f"unknown dtype code {code!r}")
     if subarray is not None or names is not None or fields is not None or elsize != -1:
         raise _Invalid("joblib-array", "dtype state with unexpected fields for its code")
     hasobject = code.startswith(b"O")
     if bool(flags & 1) != hasobject:
         raise _Invalid("joblib-array", "dtype flags disagree with its type")
-    return size, hasobject
-
-
-def iter_opcodes(data: bytes) -> Iterator[tuple[int, str]]:  # pragma: no cover - debugging aid
-    """Yield (offset, opcode name) for a byte string, for debugging the scanner."""
-    import pickletools
-
-    for op, _arg, pos in pickletools.genops(data):
-        yield pos or 0, op.name
+    return fixed, hasobject

@@ -228,6 +228,9 @@ class _Session:
         self.trusted_used: set[str] = set()
         self.joblib = False
         self.protocol: int | None = None
+        # joblib writes array data only after wrappers of its top-level pickle; in an object
+        # array's pickle, or a .npy file's, a wrapper is a trick (joblib would read no data there)
+        self.inline_arrays = True
 
     def resolve(self, verdict: Verdict) -> Any:
         name = verdict.qualified
@@ -1439,6 +1442,12 @@ def _set_numpy_state(p: _Pending, state: Any, where: str) -> None:
 
 def _b_wrapper(u: _RestrictedUnpickler, p: _Pending, state: Any, where: str) -> None:
     """joblib's NumpyArrayWrapper: read the array written right after it, in its place."""
+    if u.nested or not u.s.inline_arrays:
+        raise _fail(
+            where,
+            "a joblib array wrapper inside an object array's or a .npy file's pickle (joblib "
+            "reads array data only after wrappers of its top-level pickle)",
+        )
     if (
         type(state) is not dict
         or not {"subclass", "shape", "order", "dtype"} <= set(state) <= _WRAPPER_KEYS
@@ -1634,6 +1643,7 @@ def _load_npy(reader: _Reader, policy: TrustPolicy, allow_pickle: bool) -> tuple
                 "skvault audit FILE",
                 format="npy",
             )
+        session.inline_arrays = False
         array = _run(session)
         if not isinstance(array, np.ndarray) or array.dtype != object or array.shape != shape:
             raise FormatError("the pickle in this .npy file does not match its header")
