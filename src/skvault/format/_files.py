@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO, Union
 
+from ..errors import FormatError
+
 FileLike = Union[str, "os.PathLike[str]", IO[bytes], bytes]
 
 __all__ = ["FileLike", "atomic_output", "is_path", "open_input"]
@@ -20,10 +22,11 @@ def is_path(file: object) -> bool:
 
 
 @contextlib.contextmanager
-def open_input(file: FileLike) -> Iterator[IO[bytes]]:
+def open_input(file: FileLike, *, limit: int | None = None) -> Iterator[IO[bytes]]:
     """Yield a readable, seekable binary file for a path, file object or bytes.
 
-    A file opened here is closed on exit; a caller's file object is left open.
+    A file opened here is closed on exit; a caller's file object is left open. A pipe is read
+    into memory, at most ``limit`` bytes when given (more is a `FormatError`).
     """
     if is_path(file):
         with open(file, "rb") as fh:  # type: ignore[arg-type]
@@ -39,7 +42,10 @@ def open_input(file: FileLike) -> Iterator[IO[bytes]]:
     fh = file  # type: ignore[assignment]
     if not _seekable(fh):
         # zip needs random access: spool a pipe or socket into memory first
-        fh = io.BytesIO(fh.read())
+        data = fh.read() if limit is None else fh.read(limit + 1)
+        if limit is not None and len(data) > limit:
+            raise FormatError(f"the file is over the size limit of {limit:,} bytes")
+        fh = io.BytesIO(data)
     yield fh
 
 

@@ -15,8 +15,8 @@ from typing import IO, Any
 
 from .. import provenance
 from ..format import TrustPolicy, write_artifact
-from ..format._files import FileLike, is_path
-from ._unpickler import _CHUNK, DEFAULT_MAX_BYTES, _opened, _read
+from ..format._files import FileLike, is_path, open_input
+from ._unpickler import _CHUNK, DEFAULT_MAX_BYTES, _read
 
 __all__ = ["convert"]
 
@@ -114,7 +114,7 @@ def convert(
     if is_path(src) and is_path(dst) and _same_file(src, dst):  # type: ignore[arg-type]
         raise ValueError("the destination is the source file itself: choose another path")
     policy = TrustPolicy(trusted)
-    with _opened(src, max_bytes) as fh:
+    with open_input(src, limit=max_bytes) as fh:
         sha256, size = _digest(fh)
         legacy = _read(fh, src, policy, allow_pickle=True, max_bytes=max_bytes)
     source_name = os.path.basename(os.fspath(src)) if is_path(src) else _name_of(src)

@@ -44,7 +44,7 @@ import re
 import struct
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 import numpy as np
@@ -56,7 +56,7 @@ from ..errors import (
     SkvaultError,
     UntrustedTypeError,
 )
-from ..format._files import FileLike
+from ..format._files import FileLike, open_input
 from ..format._trust import TrustPolicy, default_allowlist, resolve
 from ..format.reducers._numpy import BIT_GENERATORS as _BIT_GENERATORS
 from ..format.reducers._objects import _OWN_KIND_BASES, _default_reduce, _refused
@@ -1657,31 +1657,6 @@ def _load_npy(reader: _Reader, policy: TrustPolicy, allow_pickle: bool) -> tuple
     return (flat.reshape(shape[::-1]).transpose() if fortran else flat.reshape(shape)), session
 
 
-@contextlib.contextmanager
-def _opened(file: FileLike, max_bytes: int) -> Iterator[IO[bytes]]:
-    """A seekable binary file for a path, bytes or file object (a pipe is read into memory)."""
-    if isinstance(file, (str, os.PathLike)):
-        with open(file, "rb") as fh:
-            yield fh
-        return
-    if isinstance(file, (bytes, bytearray, memoryview)):
-        yield io.BytesIO(file)
-        return
-    if not hasattr(file, "read") or isinstance(file, io.TextIOBase):
-        raise TypeError(f"file must be a path or a binary file object, not {type(file).__name__}")
-    try:
-        seekable = bool(file.seekable())
-    except (AttributeError, OSError, ValueError):
-        seekable = False
-    if seekable:
-        yield file
-        return
-    data = file.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise FormatError(f"the file is over the size limit of {max_bytes:,} bytes")
-    yield io.BytesIO(data)
-
-
 def _display(file: FileLike) -> str:
     if isinstance(file, (str, os.PathLike)):
         return os.fspath(file)  # type: ignore[return-value]
@@ -1775,7 +1750,7 @@ def read_legacy(
         construct, or names classes that no longer exist in the running versions.
     """
     policy = TrustPolicy(trusted)
-    with _opened(file, max_bytes) as fh:
+    with open_input(file, limit=max_bytes) as fh:
         return _read(fh, file, policy, allow_pickle=True, max_bytes=max_bytes)
 
 
@@ -1810,5 +1785,5 @@ def load_legacy(
         As :func:`read_legacy`.
     """
     policy = TrustPolicy(trusted)
-    with _opened(file, DEFAULT_MAX_BYTES) as fh:
+    with open_input(file, limit=DEFAULT_MAX_BYTES) as fh:
         return _read(fh, file, policy, allow_pickle=allow_pickle, max_bytes=DEFAULT_MAX_BYTES).obj
