@@ -41,8 +41,13 @@ case "${1:-}" in
         shift
         exec "$VENV/bin/python" benchmarks/bench_core.py "$@"
         ;;
+    bench-legacy)
+        setup
+        shift
+        exec "$VENV/bin/python" benchmarks/bench_legacy.py "$@"
+        ;;
     *)
-        echo "usage: bash run.sh demo | test [pytest args] | bench" >&2
+        echo "usage: bash run.sh demo | test [pytest args] | bench | bench-legacy" >&2
         exit 2
         ;;
 esac
