@@ -18,11 +18,33 @@ from .errors import (
     VersionMismatchWarning,
 )
 from .format._signing import keygen, sign
-from .legacy._audit import AuditReport, audit
-from .legacy._convert import convert
-from .provenance._diff import ArtifactDiff, diff
-from .provenance._report import report
-from .provenance._verify import VerificationReport, verify
+
+# Tools beyond dump and load are imported on first use (PEP 562): `import skvault` stays as
+# light as the core needs, and each name is still a plain attribute of the package.
+_LAZY = {
+    "ArtifactDiff": ".provenance._diff",
+    "AuditReport": ".legacy._audit",
+    "VerificationReport": ".provenance._verify",
+    "audit": ".legacy._audit",
+    "convert": ".legacy._convert",
+    "diff": ".provenance._diff",
+    "report": ".provenance._report",
+    "verify": ".provenance._verify",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 __all__ = [
     "ArtifactDiff",

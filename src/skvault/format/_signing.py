@@ -255,6 +255,12 @@ def sign(file: str | os.PathLike[str], key: PrivateKeyLike) -> str:
     key : str, os.PathLike, bytes or Ed25519PrivateKey
         The private key, as a PEM file (see `keygen`), PEM bytes, or a key object.
 
+    Returns
+    -------
+    str
+        The signing key's id (16 hex digits of the SHA-256 of the public key), as
+        ``skvault verify --public-key`` and signature errors show it.
+
     Raises
     ------
     FormatError, IntegrityError
