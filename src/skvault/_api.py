@@ -11,7 +11,7 @@ from . import provenance
 from .errors import SignatureError
 from .format import TrustPolicy, open_artifact, write_artifact
 from .format._files import FileLike, open_input
-from .format._signing import PublicKeyLike, check_signature
+from .format._signing import PublicKeyLike, check_signature, signature_info
 from .legacy._detect import detect_file
 from .provenance._data import check_target
 
@@ -373,10 +373,17 @@ def inspect(file: FileLike) -> dict[str, Any]:
     -------
     dict
         JSON-serialisable report with keys ``file_size``, ``format_version``, ``created_by``,
-        ``packages``, ``members``, ``member_bytes``, ``globals``, ``untrusted`` and ``tree``.
+        ``packages``, ``members``, ``member_bytes``, ``globals``, ``untrusted``, ``tree``,
+        ``params`` and ``signature`` (None, ``{"algorithm", "key_id"}`` of the signer — not
+        checked against any key, see `verify` — or ``{"error": message}`` when malformed).
     """
     with open_artifact(file) as artifact:
-        return artifact.describe()
+        report = artifact.describe()
+        try:
+            report["signature"] = signature_info(artifact.container)
+        except SignatureError as exc:
+            report["signature"] = {"error": str(exc)}
+        return report
 
 
 def read_metadata(file: FileLike) -> dict[str, Any]:

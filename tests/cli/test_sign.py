@@ -73,3 +73,13 @@ def test_sign_a_broken_file_exits_1(tmp_path):
     assert result.exit_code == 1
     assert "skvault: FormatError" in result.output
     assert path.read_bytes() == b"PK\x03\x04 truncated"
+
+
+def test_inspect_names_the_signer_without_checking(tmp_path, model_file):
+    assert "signature: none" in run("inspect", str(model_file)).output
+    private, _ = skvault.keygen(tmp_path / "k")
+    key_id = skvault.sign(model_file, private)
+    result = run("inspect", str(model_file))
+    assert result.exit_code == 0
+    assert f"signature: ed25519 by key {key_id}" in result.output
+    assert skvault.inspect(model_file)["signature"] == {"algorithm": "ed25519", "key_id": key_id}

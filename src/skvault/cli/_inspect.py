@@ -60,6 +60,7 @@ def render(report: dict[str, Any], file: str, depth: int) -> list[str]:
         f"written by skvault {created.get('version', '?')}",
         "packages: " + ", ".join(f"{k} {v}" for k, v in pkgs.items()),
         f"members: {report['members']} ({report['member_bytes']:,} bytes uncompressed)",
+        _signature_line(report.get("signature")),
     ]
     if report["untrusted"]:
         lines.append("UNTRUSTED (load refuses these unless passed in trusted=):")
@@ -69,6 +70,17 @@ def render(report: dict[str, Any], file: str, depth: int) -> list[str]:
     lines.append("")
     lines += _tree(report["tree"], "", depth)
     return lines
+
+
+def _signature_line(signature: Any) -> str:
+    if not signature:
+        return "signature: none"
+    if "error" in signature:
+        return f"signature: MALFORMED ({signature['error']})"
+    return (
+        f"signature: {signature['algorithm']} by key {signature['key_id']} (not checked here: "
+        "skvault verify FILE --public-key KEY.pub)"
+    )
 
 
 def _label(node: Any) -> str:
