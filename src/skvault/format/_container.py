@@ -284,7 +284,9 @@ class ContainerWriter:
             start = self._zip.start_dir + 30 + len(name.encode()) + (20 if zip64 else 0)
             pad = -(start + 6) % ALIGN
             info.extra = struct.pack("<HHH", _PAD_ID, 2 + pad, ALIGN) + bytes(pad)
-        digest = _Digest(background=size >= _BACKGROUND_HASH)
+        # array data is hashed on the worker thread while the graph goes on being written; the
+        # digests are collected when the manifest is written
+        digest = _Digest(background=aligned and size >= LARGE_ARRAY)
         with self._zip.open(info, "w") as out:
             if method == zipfile.ZIP_STORED and aligned and self._zip.fp.tell() % ALIGN:
                 raise RuntimeError("internal error: member data is not aligned")  # pragma: no cover
@@ -300,10 +302,12 @@ class ContainerWriter:
             raise RuntimeError(f"member {name} compresses beyond the allowed ratio")
         # the padding is only needed in the local header, which is already written
         info.extra = b""
-        self._members[name] = {"size": size, "sha256": digest.hexdigest()}
+        self._members[name] = {"size": size, "sha256": digest}
 
     def close(self, extra: dict[str, Any] | None = None) -> None:
         """Write the manifest, which records the digest of every member, and finish the zip."""
+        for entry in self._members.values():
+            entry["sha256"] = entry["sha256"].hexdigest()
         manifest: dict[str, Any] = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
