@@ -7,12 +7,10 @@ compares the fitted state recursively and the outputs bit for bit (see ``_compar
 from __future__ import annotations
 
 import builtins
-import io
-import json
+import sys
 import warnings
-import zipfile
 from collections.abc import Callable
-from hashlib import sha256
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +38,9 @@ import skvault
 
 from ._compare import assert_same
 from ._user_estimator import ReducesToFunction, ShrunkCentroidClassifier, SlotsOnly
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "format"))
+from _crafting import craft
 
 METHODS = (
     "predict",
@@ -235,20 +236,6 @@ def test_randomized_search_with_scipy_distributions_is_refused(clf_data):
     round_trip(search.best_estimator_, X, y)
 
 
-def _with_graph(graph: dict) -> bytes:
-    """A well-formed artifact holding ``graph`` (manifest taken from a real file, re-hashed)."""
-    with zipfile.ZipFile(io.BytesIO(skvault.dumps([]))) as src:
-        manifest = json.loads(src.read("manifest.json"))
-    data = json.dumps(graph).encode("utf-8")
-    manifest.pop("metadata", None)  # only the graph is kept
-    manifest["members"] = {"graph.json": {"size": len(data), "sha256": sha256(data).hexdigest()}}
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("graph.json", data, compress_type=zipfile.ZIP_DEFLATED)
-        zf.writestr("manifest.json", json.dumps(manifest))
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize("kind", ["object", "ext"])
 def test_scipy_distribution_is_refused_even_when_trusted(kind):
     """A hostile file cannot reach scipy's exec() by having the user trust a distribution."""
@@ -260,7 +247,7 @@ def test_scipy_distribution_is_refused_even_when_trusted(kind):
     else:
         node = {"kind": kind, "type": name, "construct": "new", "args": [], "state": {"ref": 0}}
     nodes = [node] if kind == "object" else [_dict_node(state), node]
-    data = _with_graph({"nodes": nodes, "root": {"ref": len(nodes) - 1}})
+    data = craft({"nodes": nodes, "root": {"ref": len(nodes) - 1}})
     assert skvault.get_untrusted_types(data) == [name]
     with pytest.raises(skvault.FormatError, match="can never be loaded safely"):
         skvault.loads(data, trusted=[name])

@@ -10,17 +10,14 @@ object after loading.
 
 from __future__ import annotations
 
-import io
-import json
 import math
 import struct
-import zipfile
-from hashlib import sha256
 from typing import Any
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
+from _crafting import craft
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -299,22 +296,8 @@ def test_equal_values_give_equal_files(value):
 # -- NaN bits in the graph ------------------------------------------------------------------------
 
 
-def _with_graph(graph: dict) -> bytes:
-    """A well-formed artifact holding ``graph`` (manifest taken from a real file, re-hashed)."""
-    with zipfile.ZipFile(io.BytesIO(skvault.dumps([]))) as src:
-        manifest = json.loads(src.read("manifest.json"))
-    data = json.dumps(graph).encode("utf-8")
-    manifest.pop("metadata", None)  # only the graph is kept
-    manifest["members"] = {"graph.json": {"size": len(data), "sha256": sha256(data).hexdigest()}}
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("graph.json", data, compress_type=zipfile.ZIP_DEFLATED)
-        zf.writestr("manifest.json", json.dumps(manifest))
-    return buf.getvalue()
-
-
 def _load_node(node: dict) -> Any:
-    return skvault.loads(_with_graph({"nodes": [node], "root": {"ref": 0}}))
+    return skvault.loads(craft({"nodes": [node], "root": {"ref": 0}}))
 
 
 def test_nan_bits_in_the_graph():
