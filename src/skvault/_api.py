@@ -13,7 +13,6 @@ from .format import TrustPolicy, open_artifact, write_artifact
 from .format._files import FileLike, open_input
 from .format._signing import PublicKeyLike, check_signature, signature_info
 from .legacy._detect import detect_file
-from .provenance._data import check_target
 
 __all__ = [
     "dump",
@@ -122,11 +121,10 @@ def dump(
     >>> skvault.loads(skvault.dumps(model)).predict([[0.9]]).tolist()
     [1]
     """
-    if target is not None:
-        check_target(data, target)
     metadata = provenance.build_metadata(
         obj,
         data=data,
+        target=target,
         source=source,
         scores=scores,
         cv=cv,
@@ -139,8 +137,6 @@ def dump(
         golden_rows=golden_rows,
         environment=environment,
     )
-    if target is not None:
-        metadata["data"]["target"] = target
     write_artifact(obj, file, compress=compress, metadata=metadata)
 
 

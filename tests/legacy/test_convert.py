@@ -146,6 +146,13 @@ def test_convert_with_provenance_keywords(forest: Any, tmp_path: Path) -> None:
     assert skvault.load(tmp_path / "forest.skv", verify=True).n_estimators == 5
     with pytest.raises(TypeError, match="unexpected keyword"):
         skvault.convert(src, tmp_path / "other.skv", allow_pickle=True)
+    # the training data reference takes its label column as dump does
+    np.savez(tmp_path / "train.npz", X=X, label=model.predict(X))
+    skvault.convert(src, tmp_path / "data.skv", data=tmp_path / "train.npz", target="label")
+    assert skvault.read_metadata(tmp_path / "data.skv")["data"]["target"] == "label"
+    with pytest.raises(ValueError, match="is not a column"):
+        skvault.convert(src, tmp_path / "bad.skv", data=tmp_path / "train.npz", target="nope")
+    assert not (tmp_path / "bad.skv").exists()
 
 
 def test_convert_refuses_to_overwrite_its_source(forest: Any, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ __all__ = ["convert"]
 _PROVENANCE = frozenset(
     {
         "data",
+        "target",
         "source",
         "scores",
         "cv",

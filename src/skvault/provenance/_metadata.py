@@ -9,7 +9,7 @@ from typing import Any
 
 from ..format import open_artifact
 from ..format._files import FileLike
-from ._data import data_reference, fingerprint
+from ._data import check_target, data_reference, fingerprint
 from ._environment import capture_environment
 from ._golden import golden_sample
 from ._schema import derive_schema
@@ -25,6 +25,7 @@ def build_metadata(
     obj: Any,
     *,
     data: Any = None,
+    target: str | None = None,
     source: Any = None,
     scores: Any = None,
     cv: Any = None,
@@ -44,6 +45,8 @@ def build_metadata(
     (``skvault convert``); only such artifacts have the key.
     """
     # check the cheap arguments before the slow work (cross-validation, hashing data)
+    if target is not None:
+        check_target(data, target)
     if description is not None and not isinstance(description, str):
         raise TypeError(f"description must be a string, not {type(description).__name__}")
     tag_list = _tags(tags)
@@ -66,6 +69,8 @@ def build_metadata(
         score_section["cv"] = cross_validation(obj, X, y, cv, scoring)
     if data is not None:
         data_section = data_reference(data)
+        if target is not None:
+            data_section["target"] = target
     elif X is not None:
         data_section = fingerprint(X, y)
     else:
