@@ -1040,6 +1040,34 @@ def _set_state(obj: Any, state: Any, name: str, where: str) -> None:
         raise InvalidStateError(_show(where), name, "a state that is not a dict needs __setstate__")
 
 
+def _construct(
+    ref: Reference,
+    where: str,
+    args: tuple,
+    state: Any,
+    create: Callable[[], Any],
+    *,
+    restore: bool,
+) -> Any:
+    """Validate ``state`` for ``ref``'s type, then create the object and restore its state.
+
+    The validator runs before anything is created; any other failure while creating or
+    restoring is an `InvalidStateError` naming the node.
+    """
+    validate(ref.full_name, _show(where), args, state)
+    try:
+        obj = create()
+        if restore:
+            _set_state(obj, state, ref.full_name, where)
+    except SkvaultError:
+        raise
+    except Exception as exc:
+        raise InvalidStateError(
+            _show(where), ref.full_name, f"restoring its state failed: {exc!r}"
+        ) from None
+    return obj
+
+
 def _convert_key(key: str, key_type: Any, where: str) -> Any:
     """Turn a JSON object key back into a key of ``key_type``, by fixed code only."""
     try:
@@ -1281,18 +1309,9 @@ class _Builder:
         cls = _class_to_build(self.resolve(ref), ref, node.where)
         attrs_node = node.fields["attrs"]
         state = None if attrs_node is None else self.build(attrs_node)
-        validate(ref.full_name, _show(node.where), (), state)
-        try:
-            obj = cls.__new__(cls)
-            if state is not None:
-                _set_state(obj, state, ref.full_name, node.where)
-        except SkvaultError:
-            raise
-        except Exception as exc:
-            raise InvalidStateError(
-                _show(node.where), ref.full_name, f"restoring its state failed: {exc!r}"
-            ) from None
-        return obj
+        return _construct(
+            ref, node.where, (), state, lambda: cls.__new__(cls), restore=state is not None
+        )
 
     def reduce(self, node: _Node) -> Any:
         ref = node.ref
@@ -1302,18 +1321,7 @@ class _Builder:
         if type(args) is not tuple:
             raise _bad(node.where, f"the constructor arguments of {ref.full_name} must be a tuple")
         state = self.build(node.fields["attrs"])
-        validate(ref.full_name, _show(node.where), args, state)
-        try:
-            obj = cls(*args)
-            if state:
-                _set_state(obj, state, ref.full_name, node.where)
-        except SkvaultError:
-            raise
-        except Exception as exc:
-            raise InvalidStateError(
-                _show(node.where), ref.full_name, f"restoring its state failed: {exc!r}"
-            ) from None
-        return obj
+        return _construct(ref, node.where, args, state, lambda: cls(*args), restore=bool(state))
 
     # numpy
     def array(self, node: _Node) -> Any:
@@ -1467,17 +1475,7 @@ class _Builder:
                 f"{str(stored_fmt)[:10]} {kind}"
             )
         state = _sparse_state(arrays, fmt, is_array, what)
-        validate(ref.full_name, _show(node.where), (), state)
-        try:
-            obj = cls.__new__(cls)
-            _set_state(obj, state, ref.full_name, node.where)
-        except SkvaultError:
-            raise
-        except Exception as exc:
-            raise InvalidStateError(
-                _show(node.where), ref.full_name, f"restoring its state failed: {exc!r}"
-            ) from None
-        return obj
+        return _construct(ref, node.where, (), state, lambda: cls.__new__(cls), restore=True)
 
     def _npz(self, member: str, what: str) -> dict[str, np.ndarray]:
         data = self.doc.archive.read(member)
