@@ -337,7 +337,7 @@ def test_truncated_file_exits_1_with_a_clear_message(tmp_path, cut):
 def test_damaged_array_exits_1_though_the_metadata_reads(tmp_path):
     # the metadata is intact, the model's array is not: no card for a file that does not load
     path = tmp_path / "model.skv"
-    values = np.full(10_000, 1.2345)  # 80 kB: an arrays/ member of its own
+    values = np.full(10_000, 1.2345)  # 80 kB of the model's (packed in buffers/0.bin)
     skvault.dump({"w": values}, path, source=False)
     data = bytearray(path.read_bytes())
     data[data.find(values[:4].tobytes()) + 40_000] ^= 1
@@ -346,7 +346,7 @@ def test_damaged_array_exits_1_though_the_metadata_reads(tmp_path):
     card = tmp_path / "card.html"
     result = run("report", str(path), "-o", str(card))
     assert result.exit_code == 1
-    assert result.stderr.startswith("skvault: IntegrityError: arrays/")
+    assert result.stderr.startswith("skvault: IntegrityError: buffers/0.bin: SHA-256")
     assert not card.exists()
 
 

@@ -38,6 +38,25 @@ ALIGN = 64
 _PAD_ID = 0xD935
 _DATE = (1980, 1, 1, 0, 0, 0)
 
+
+@contextlib.contextmanager
+def own_members_from(nbytes: int = 64 << 10):
+    """Make skvault's writer give arrays of ``nbytes`` or more a ``.npy`` member of their own.
+
+    Its own threshold is megabytes, so a test file would need megabytes of data to hold an
+    ``arrays/*.npy`` member; a file written with a lower one is just as valid (readers do not
+    care where a writer drew the line).
+    """
+    from skvault.format import _container
+
+    saved = _container.LARGE_ARRAY
+    _container.LARGE_ARRAY = nbytes
+    try:
+        yield
+    finally:
+        _container.LARGE_ARRAY = saved
+
+
 __all__ = [
     "DEFLATED",
     "GRAPH",

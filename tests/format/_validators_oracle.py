@@ -41,7 +41,7 @@ def tree_valid(nodes: np.ndarray, n_features: int, max_depth: int) -> bool:
             return False
         if left == -1 and right == -1:
             continue
-        if not (1 <= left < n and 1 <= right < n):
+        if not (i < left < n and i < right < n):  # children come after their parent
             return False
         if not 0 <= int(nodes["feature"][i]) < n_features:
             return False

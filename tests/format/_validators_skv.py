@@ -134,8 +134,13 @@ class Skv:
         return np.ndarray(shape, dtype, buffer=memoryview(buf), offset=offset, order=order)
 
     # -- writing -----------------------------------------------------------------------------
-    def save(self) -> bytes:
-        """Return the edited artifact, with a manifest whose digests match every member."""
+    def save(self, *, fix_digests: bool = True) -> bytes:
+        """Return the edited artifact, with a manifest whose digests match every member.
+
+        With ``fix_digests=False`` the manifest keeps the digests of the original members: the
+        edit is then damage that the integrity check must catch.
+        """
+        original = json.loads(json.dumps(self.manifest["members"]))
         self.members[GRAPH] = bytearray(json.dumps(self.graph, separators=(",", ":")).encode())
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w") as zf:
@@ -143,7 +148,9 @@ class Skv:
                 data = bytes(self.members[name])
                 self.manifest["members"][name] = {
                     "size": len(data),
-                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "sha256": hashlib.sha256(data).hexdigest()
+                    if fix_digests or name == GRAPH
+                    else original[name]["sha256"],
                 }
                 info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
                 info.compress_type = self._methods[name]

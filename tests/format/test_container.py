@@ -36,6 +36,7 @@ from _crafting import (
     layout,
     manifest_for,
     nested,
+    own_members_from,
     patch,
     repack,
     sha256,
@@ -54,8 +55,9 @@ from skvault.errors import (
     UnsupportedTypeError,
     UnsupportedVersionError,
 )
+from skvault.format._container import LARGE_ARRAY
 
-BIG = np.arange(9000.0)  # 72,000 bytes: an arrays/*.npy member of its own
+BIG = np.arange(9000.0)  # 72,000 bytes: an arrays/*.npy member of its own (own_members_from)
 SMALL = np.arange(12, dtype=np.int32)  # packed into buffers/0.bin
 
 
@@ -68,6 +70,13 @@ def iris():
 def model(iris):
     X, y = iris
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(X, y)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def small_own_members():
+    """Files written in this module give arrays of 64 KiB or more a member of their own."""
+    with own_members_from(64 << 10):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +128,21 @@ def flip(data: bytes, position: int) -> bytes:
     out = bytearray(data)
     out[position] ^= 0xFF
     return bytes(out)
+
+
+def test_only_arrays_of_megabytes_get_a_member_of_their_own():
+    # the writer's own threshold (this module lowers it for its small files)
+    with own_members_from(LARGE_ARRAY):
+        data = skvault.dumps(
+            {"at": np.zeros(LARGE_ARRAY, np.uint8), "below": np.ones(LARGE_ARRAY - 1, np.uint8)}
+        )
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        sizes = {i.filename: i.file_size for i in zf.infolist()}
+    assert [name for name in sizes if name.startswith("arrays/")] == ["arrays/0.npy"]
+    assert sizes["arrays/0.npy"] > LARGE_ARRAY
+    assert LARGE_ARRAY - 1 <= sizes["buffers/0.bin"] < LARGE_ARRAY + 64
+    loaded = skvault.loads(data)
+    assert loaded["at"].sum() == 0 and loaded["below"].sum() == LARGE_ARRAY - 1
 
 
 def test_crafted_files_are_valid_when_nothing_is_broken(simple):
@@ -867,3 +891,29 @@ def test_npy_header_with_thousands_of_fields_uses_format_2():
         out, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (2,)}
     )
     assert _npy_header(dtype, (2,), False) == out.getvalue()
+
+
+_FORKED_LOAD = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
+    import skvault
+    data = skvault.dumps({"a": np.ones(3_000_000)})  # 24 MB: hashed on the worker thread
+    assert skvault.loads(data)["a"].sum() == 3_000_000  # the parent's worker now exists
+    pid = os.fork()
+    if pid == 0:  # the child inherits the executor, not its thread
+        ok = skvault.loads(data)["a"].sum() == 3_000_000
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status))
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_load_in_a_forked_child_does_not_hang():
+    result = subprocess.run(
+        [sys.executable, "-c", _FORKED_LOAD], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"

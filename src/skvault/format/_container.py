@@ -7,6 +7,7 @@ Reading checks the zip's structure, sizes and digests before anything reaches nu
 
 from __future__ import annotations
 
+import contextlib
 import encodings.cp437  # noqa: F401  (zipfile decodes names with it: load it before any file)
 import functools
 import hashlib
@@ -14,10 +15,12 @@ import io
 import json
 import math
 import mmap as _mmap
+import os
 import struct
 import sys
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
@@ -44,10 +47,11 @@ METADATA = "metadata.json"
 SIGNATURE_LIMIT = 4096  # the archive comment, where a signature lives
 _END_RECORD = 22  # zip end-of-central-directory record, without its comment
 ALIGN = 64
-LARGE_ARRAY = 64 << 10  # arrays this large or larger get a .npy member of their own
-BUFFER_LIMIT = 256 << 20  # a shared buffer member is closed when it would grow past this
+LARGE_ARRAY = 4 << 20  # arrays this large or larger get a .npy member of their own
+BUFFER_LIMIT = 64 << 20  # a shared buffer member is closed when it would grow past this
 _CHUNK = 8 << 20
 _BACKGROUND_HASH = 16 << 20  # members this large are hashed on a worker thread
+_DEFER_HASH = 1 << 20  # smaller members are hashed at once even when digests are deferred
 # Extra-field header id used for alignment padding (the id Android's zipalign uses).
 _PAD_ID = 0xD935
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
@@ -412,6 +416,8 @@ class ContainerReader:
         self._buffers: dict[str, memoryview] = {}
         self._regions: dict[str, list[tuple[int, int]]] = {}
         self._claimed: set[str] = set()
+        # digests being computed on the worker thread: (member, expected, result getter)
+        self._deferred: list[tuple[str, str, Callable[[], str]]] | None = None
         infos = self._zip.infolist()
         if len(infos) > limits.members:
             raise FormatError(f"the archive has {len(infos)} members, over the limit")
@@ -681,7 +687,7 @@ class ContainerReader:
         else:
             data = _aligned_bytes(member.size)
             self._decompress_into(info, data)
-            _verify(name, hashlib.sha256(data).hexdigest(), member.sha256)
+            self._check_digest(name, member.sha256, data)
         head = bytes(data[: max(_npy_header_length(data), 12)])
         header_len, got_dtype, got_shape, got_fortran = _read_npy_header(
             head, name, dtype, shape, fortran
@@ -709,7 +715,7 @@ class ContainerReader:
             assert self._mmap is not None
             return np.ndarray(shape, dtype, buffer=self._mmap, offset=data_offset, order=order)
         arr = np.empty(shape, dtype, order=order)
-        digest = _Digest(background=nbytes >= _BACKGROUND_HASH)
+        digest = _Digest(background=nbytes >= _BACKGROUND_HASH or self._deferred is not None)
         digest.update(bytes(data[:header_len]))
         view, _ = array_bytes(arr)  # a fresh array: a view of its memory, no copy
         self._fh.seek(data_offset)
@@ -720,7 +726,7 @@ class ContainerReader:
                 raise FormatError(f"{name} is truncated", member=name)
             digest.update(view[pos : pos + n])
             pos += n
-        _verify(name, digest.hexdigest(), member.sha256)
+        self._check_digest(name, member.sha256, digest)
         return arr
 
     def buffer_array(
@@ -775,7 +781,7 @@ class ContainerReader:
                 # small arrays are mapped too, but their digest is still checked: unlike large
                 # .npy members, reading them all costs little
                 view = memoryview(self._mmap)[offset : offset + member.size]
-                _verify(name, hashlib.sha256(view).hexdigest(), member.sha256)
+                self._check_digest(name, member.sha256, view)
                 self._buffers[name] = view
                 return view
             data = _aligned_bytes(member.size)
@@ -786,9 +792,50 @@ class ContainerReader:
         else:
             data = _aligned_bytes(member.size)
             self._decompress_into(info, data)
-        _verify(name, hashlib.sha256(data).hexdigest(), member.sha256)
+        self._check_digest(name, member.sha256, data)
         self._buffers[name] = data
         return data
+
+    @contextlib.contextmanager
+    def deferred_digests(self) -> Iterator[None]:
+        """Check the digests of array data on a worker thread while the caller goes on.
+
+        Inside the scope an array is returned as soon as its bytes are read; its SHA-256 is
+        computed on the worker thread, in parallel with whatever the caller builds from it. The
+        scope's exit waits for every digest and raises `IntegrityError` on a mismatch, also when
+        the body raised (a damaged file is reported as damaged, whatever else broke on it).
+        Objects built inside the scope must not reach the caller before it has exited: until
+        then nothing proves their bytes are the file's.
+        """
+        pending: list[tuple[str, str, Callable[[], str]]] = []
+        self._deferred = pending
+        try:
+            yield
+        except BaseException:
+            self._deferred = None
+            broken = _first_mismatch(pending)
+            if broken is not None:
+                raise broken from None
+            raise
+        self._deferred = None
+        broken = _first_mismatch(pending)
+        if broken is not None:
+            raise broken
+
+    def _check_digest(self, name: str, expected: str, data: memoryview | _Digest) -> None:
+        """Check that ``data`` (bytes, or a digest being computed) hashes to ``expected``.
+
+        Inside `deferred_digests` the check is queued (``data`` must then not change).
+        """
+        if self._deferred is None:
+            actual = data.hexdigest() if isinstance(data, _Digest) else _sha256(data)
+            _verify(name, actual, expected)
+        elif isinstance(data, _Digest):
+            self._deferred.append((name, expected, data.hexdigest))
+        elif len(data) < _DEFER_HASH:  # not worth a trip to the worker
+            _verify(name, _sha256(data), expected)
+        else:
+            self._deferred.append((name, expected, _hash_pool().submit(_sha256, data).result))
 
     def _claim(self, name: str) -> _Member:
         """Return member ``name`` for use by one array node; a second use is refused."""
@@ -819,28 +866,47 @@ class _Digest:
     both release the GIL, so overlapping them nearly halves the time for large arrays.
     """
 
-    _pool: ThreadPoolExecutor | None = None
-
     def __init__(self, background: bool) -> None:
         self._hash = hashlib.sha256()
         self._pending: Future[None] | None = None
-        if background and _Digest._pool is None:
-            _Digest._pool = ThreadPoolExecutor(1, thread_name_prefix="skvault-sha256")
-        self._background = background
+        self._pool = _hash_pool() if background else None
 
     def update(self, chunk: bytes | memoryview) -> None:
         """Add ``chunk``, which must not change until `hexdigest` returns."""
-        if not self._background:
+        if self._pool is None:
             self._hash.update(chunk)
             return
-        assert _Digest._pool is not None
         # one worker thread takes the chunks in submission order
-        self._pending = _Digest._pool.submit(self._hash.update, chunk)
+        self._pending = self._pool.submit(self._hash.update, chunk)
 
     def hexdigest(self) -> str:
         if self._pending is not None:
             self._pending.result()
         return self._hash.hexdigest()
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _hash_pool() -> ThreadPoolExecutor:
+    """Return the one worker thread that hashes; hashlib releases the GIL while it works."""
+    global _POOL
+    # a forked child inherits the executor but not its thread: it needs one of its own
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="skvault-sha256"))
+    return _POOL[1]
+
+
+def _sha256(data: bytes | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _first_mismatch(pending: list[tuple[str, str, Callable[[], str]]]) -> IntegrityError | None:
+    """Wait for every queued digest; return the error for the first that differs, if any."""
+    broken = None
+    for name, expected, result in pending:
+        broken = broken or _mismatch(name, result(), expected)
+    return broken
 
 
 def _expansion_bound(info: zipfile.ZipInfo, limits: Limits) -> int:
@@ -875,11 +941,18 @@ def _check_layout(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> int:
 _INTP_MAX = sys.maxsize  # numpy's npy_intp
 
 
+def _mismatch(name: str, actual: str, expected: str) -> IntegrityError | None:
+    if actual == expected:
+        return None
+    return IntegrityError(
+        f"{name}: SHA-256 {actual} differs from the manifest's {expected}", member=name
+    )
+
+
 def _verify(name: str, actual: str, expected: str) -> None:
-    if actual != expected:
-        raise IntegrityError(
-            f"{name}: SHA-256 {actual} differs from the manifest's {expected}", member=name
-        )
+    broken = _mismatch(name, actual, expected)
+    if broken is not None:
+        raise broken
 
 
 def _check_manifest(manifest: object) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import FormatError, UnsupportedTypeError
@@ -370,15 +371,20 @@ class GraphReader:
         self._built = []
         self._early = {}
         by_kind = self.registry.by_kind
-        # checks that can wait until every node is built run together, before the root is
-        # returned: hundreds of small trees cost a few numpy operations instead of hundreds
-        with deferred_validation():
+        # array digests are computed on a worker thread while the objects are built from them
+        # (every state is validated anyway: a digest says who wrote it, not that it is sane),
+        # and checks that can wait until every node is built run together: hundreds of small
+        # trees cost a few numpy operations instead of hundreds. Both end before the root is
+        # returned.
+        digests = self.container.deferred_digests() if self.container else nullcontext()
+        with digests, deferred_validation():
             for index, node in enumerate(self.nodes):
                 self._current = index
                 self._built.append(by_kind[node["kind"]].construct(node, self, Where(self, index)))
             if self.container is not None:
                 self.container.check_regions()
-        return self.value(self.root)
+            root = self.value(self.root)
+        return root
 
     def preallocated(self) -> Any | None:
         """Return the object allocated early for the node being built, if it was referenced

@@ -99,7 +99,7 @@ from ..format._container import _parse_npy_header, parse_json
 from ..format._trust import resolve
 from ..format.reducers._numpy import BIT_GENERATORS as _BIT_GENERATORS
 from ..format.reducers._objects import _OWN_KIND_BASES, _refused
-from ..format.validators import deferred_validation, validate
+from ..format.validators import deferred_validation, validate, validate_built
 
 __all__ = ["SCHEMA", "Reference", "SkopsDocument", "SkopsLimits", "read_skops"]
 
@@ -1065,6 +1065,7 @@ def _construct(
         raise InvalidStateError(
             _show(where), ref.full_name, f"restoring its state failed: {exc!r}"
         ) from None
+    validate_built(ref.full_name, _show(where), obj)
     return obj
 
 
@@ -1301,7 +1302,9 @@ class _Builder:
             return complex(*args)
         cls = _class_to_build(obj, ref, node.where)
         validate(ref.full_name, _show(node.where), args, None)
-        return self._call(ref, node.where, lambda: cls(*args))
+        obj = self._call(ref, node.where, lambda: cls(*args))
+        validate_built(ref.full_name, _show(node.where), obj)
+        return obj
 
     def object_(self, node: _Node) -> Any:
         ref = node.ref

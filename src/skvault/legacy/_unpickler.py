@@ -60,7 +60,13 @@ from ..format._files import FileLike, open_input
 from ..format._trust import TrustPolicy, default_allowlist, resolve
 from ..format.reducers._numpy import BIT_GENERATORS as _BIT_GENERATORS
 from ..format.reducers._objects import _OWN_KIND_BASES, _default_reduce, _refused
-from ..format.validators import BATCH_VALIDATORS, VALIDATORS, deferred_validation, validate
+from ..format.validators import (
+    BATCH_VALIDATORS,
+    VALIDATORS,
+    deferred_validation,
+    validate,
+    validate_built,
+)
 from ._detect import COMPRESSED, detect_file, open_stream
 from ._policy import Verdict, classify
 
@@ -652,6 +658,7 @@ class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[misc,name-defined
             raise InvalidStateError(
                 where, p.name, f"restoring its state failed: {_exc(exc)}"
             ) from None
+        validate_built(p.name, where, inst)
 
     def _seal(self, p: _Pending, state: Any, where: str) -> None:
         """Prepare a validated state: what the validator reads must be final.

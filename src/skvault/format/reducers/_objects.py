@@ -26,7 +26,7 @@ from .._graph import (
     qualified_name,
 )
 from .._trust import is_valid_name
-from ..validators import validate
+from ..validators import validate, validate_built
 from ._builtins import decode_dict, dict_children, encode_dict, encode_items, is_list
 
 __all__ = ["REDUCERS"]
@@ -382,6 +382,7 @@ class ExtensionReducer(Reducer):
             raise
         except Exception as exc:
             raise InvalidStateError(path, name, f"restoring its state failed: {exc!r}") from None
+        validate_built(name, path, obj)
         return obj
 
     def describe(self, node: dict[str, Any]) -> str:

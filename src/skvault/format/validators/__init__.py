@@ -16,18 +16,24 @@ from __future__ import annotations
 from . import _hgb, _linear, _misc, _neighbors, _sparse, _svm, _tree  # noqa: F401 (register)
 from ._registry import (
     BATCH_VALIDATORS,
+    BUILT_VALIDATORS,
     VALIDATORS,
     batch_validator,
+    built_validator,
     deferred_validation,
     validate,
+    validate_built,
     validator,
 )
 
 __all__ = [
     "BATCH_VALIDATORS",
+    "BUILT_VALIDATORS",
     "VALIDATORS",
     "batch_validator",
+    "built_validator",
     "deferred_validation",
     "validate",
+    "validate_built",
     "validator",
 ]

@@ -11,22 +11,29 @@ from ...errors import InvalidStateError
 
 __all__ = [
     "BATCH_VALIDATORS",
+    "BUILT_VALIDATORS",
     "VALIDATORS",
     "Broken",
     "batch_validator",
+    "built_validator",
     "deferred_validation",
     "fail",
     "flush_pending",
     "validate",
+    "validate_built",
     "validator",
 ]
 
 Validator = Callable[[tuple, Any], None]
 # a batch validator checks many objects of one type at once: a list of (args, state)
 BatchValidator = Callable[[list[tuple[tuple, Any]]], None]
+# a built validator checks the constructed object, with compiled code of the type's own that is
+# safe once the plain validator has passed (a tree's depth, walked by scikit-learn)
+BuiltValidator = Callable[[Any], None]
 
 VALIDATORS: dict[str, Validator] = {}
 BATCH_VALIDATORS: dict[str, BatchValidator] = {}
+BUILT_VALIDATORS: dict[str, BuiltValidator] = {}
 
 
 class Broken(Exception):
@@ -77,6 +84,24 @@ def batch_validator(*names: str) -> Callable[[BatchValidator], BatchValidator]:
             if name in BATCH_VALIDATORS:
                 raise ValueError(f"two batch validators for {name}")
             BATCH_VALIDATORS[name] = fn
+        return fn
+
+    return register
+
+
+def built_validator(*names: str) -> Callable[[BuiltValidator], BuiltValidator]:
+    """Register a check of the constructed object for the types ``names``.
+
+    It runs right after construction, only on objects whose state the plain validator of the
+    type has accepted (a type with a built validator must have a plain one): it may call the
+    object's own methods that rely on that state.
+    """
+
+    def register(fn: BuiltValidator) -> BuiltValidator:
+        for name in names:
+            if name in BUILT_VALIDATORS:
+                raise ValueError(f"two built validators for {name}")
+            BUILT_VALIDATORS[name] = fn
         return fn
 
     return register
@@ -175,3 +200,22 @@ def validate(type_name: str, path: object, args: tuple, state: Any) -> None:
             _run_batch(type_name, [path], [(args, state)])
         else:
             pending.add(type_name, path, args, state)
+
+
+def validate_built(type_name: str, path: object, obj: Any) -> None:
+    """Check a ``type_name`` object just constructed from a state `validate` accepted.
+
+    Raises
+    ------
+    InvalidStateError
+        If the object breaks an invariant (it must then be discarded, never handed out).
+    """
+    check = BUILT_VALIDATORS.get(type_name)
+    if check is None:
+        return
+    try:
+        check(obj)
+    except Broken as exc:
+        raise InvalidStateError(path, type_name, exc.rule) from None
+    except Exception as exc:  # pragma: no cover - the plain validator has vouched for the state
+        raise InvalidStateError(path, type_name, f"checking it failed ({exc!r})") from None

@@ -8,6 +8,7 @@ bounds check: one bad index reads or writes outside the arrays.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from ._base import (
     tree_links,
     type_name,
 )
-from ._registry import fail, validator
+from ._registry import built_validator, fail, validator
 
 __all__: list[str] = []
 
@@ -34,8 +35,6 @@ _ROOT = np.zeros(1, dtype=np.intp)
 
 @validator(TREE)
 def _tree(args: tuple, state: Any) -> None:
-    from sklearn.tree._tree import NODE_DTYPE
-
     sequence(args, "the constructor arguments (n_features, n_classes, n_outputs)", 3)
     n_features = integer(args[0], "n_features", lo=1)
     n_outputs = integer(args[2], "n_outputs", lo=1)
@@ -45,22 +44,52 @@ def _tree(args: tuple, state: Any) -> None:
     first_outside(n_classes, 1, None, "n_classes[{}]")
     st = mapping(state)
     node_count = integer(get(st, "node_count"), "node_count", lo=1)
-    max_depth = integer(get(st, "max_depth"), "max_depth", lo=0)
+    integer(get(st, "max_depth"), "max_depth", lo=0)  # checked against the nodes once built
     nodes = array(get(st, "nodes"), "nodes", ndim=1, c_contiguous=True)
-    if nodes.dtype != NODE_DTYPE:
-        fail(f"nodes has dtype {nodes.dtype}, expected {NODE_DTYPE}")
+    if not _is_node_dtype(nodes.dtype):
+        fail(f"nodes has dtype {nodes.dtype}, expected {_node_dtype()}")
     if nodes.shape[0] != node_count:
         fail(f"nodes holds {nodes.shape[0]} records but node_count = {node_count}")
     expected = (node_count, n_outputs, int(n_classes.max()))
     array(get(st, "values"), "values", dtype=np.float64, shape=expected, c_contiguous=True)
 
-    if not _nodes_fast(nodes, n_features, max_depth):
+    if not _nodes_fast(nodes, n_features):
         # the fast path is conservative (a NaN threshold on a leaf sends it here too): the
         # explain path checks every rule exactly, and fails on the first broken one
-        _nodes_explain(nodes, n_features, max_depth)
+        _nodes_explain(nodes, n_features)
 
 
-def _nodes_fast(nodes: np.ndarray, n_features: int, max_depth: int) -> bool:
+@built_validator(TREE)
+def _tree_depth(tree: Any) -> None:
+    # scikit-learn's compiled walk, safe and exact on links that passed `_tree`: every child
+    # is in range and comes after its parent, which is the order the walk follows
+    deepest = int(tree.compute_node_depths().max()) - 1  # it counts the root as depth 1
+    if deepest != tree.max_depth:
+        fail(f"max_depth = {tree.max_depth} but the deepest node is at depth {deepest}")
+
+
+@functools.cache
+def _node_dtype() -> np.dtype:
+    from sklearn.tree._tree import NODE_DTYPE
+
+    return NODE_DTYPE
+
+
+_CHECKED_DTYPES: list[np.dtype] = []  # node dtypes already found equal to NODE_DTYPE
+
+
+def _is_node_dtype(dtype: np.dtype) -> bool:
+    # comparing structured dtypes costs microseconds; the trees of one file share one dtype
+    for seen in _CHECKED_DTYPES:
+        if dtype is seen:
+            return True
+    if dtype != _node_dtype():
+        return False
+    _CHECKED_DTYPES[:] = [dtype]  # held, so its identity cannot pass to another object
+    return True
+
+
+def _nodes_fast(nodes: np.ndarray, n_features: int) -> bool:
     """Return whether the nodes pass every rule, in as few whole-array passes as possible.
 
     True means every rule holds. False means `_nodes_explain` must decide, and name the broken
@@ -79,23 +108,33 @@ def _nodes_fast(nodes: np.ndarray, n_features: int, max_depth: int) -> bool:
     if (left * right).min() < 1:
         return False
     leaf = left == _TREE_LEAF
-    if 2 * np.count_nonzero(leaf) != n + 1:  # a full binary tree has (n + 1) / 2 leaves
+    n_split = n - np.count_nonzero(leaf)
+    if 2 * n_split != n - 1:  # a full binary tree has (n - 1) / 2 split nodes
         return False
-    # one slot past the end takes the leaves' -1 links; the n - 1 links of split nodes must
-    # then reach the n - 1 non-root nodes, each exactly once
-    index = np.arange(n)
-    parent = np.full(n + 1, -1, dtype=np.intp)
-    parent[left] = index
-    parent[right] = index
-    if n > 1 and parent[1:n].min() < 0:
+    # children come after their parent (a leaf's -1 links never pass this)
+    if np.count_nonzero(np.minimum(left, right) > _arange(n)) != n_split:
         return False
-    # as unsigned, a negative feature is larger than any bound
-    if np.where(leaf, 0, feature).view(np.uint64).max() >= n_features:
+    # the n - 1 links of split nodes, all above 0, must reach every node but the root: each
+    # exactly once, then (one slot past the end takes the leaves' -1 links)
+    reached = np.zeros(n + 1, dtype=bool)
+    reached[links.ravel()] = True
+    if not reached[1:n].all():
         return False
-    # a NaN anywhere makes the sum NaN (the explain path then looks at split nodes only)
-    if np.isnan(threshold.sum()) or missing.max() > 1:
+    # a split node's feature out of range (as unsigned, a negative one is larger than any bound)
+    if np.count_nonzero((feature.view(np.uint64) >= n_features) > leaf):
         return False
-    return _depth(parent, max_depth) == max_depth
+    # min() is NaN when any threshold is (the explain path then looks at split nodes only)
+    return not np.isnan(threshold.min()) and missing.max() <= 1
+
+
+_ARANGE = np.arange(0)
+
+
+def _arange(n: int) -> np.ndarray:
+    global _ARANGE
+    if _ARANGE.shape[0] < n:
+        _ARANGE = np.arange(max(n, 2 * _ARANGE.shape[0]))
+    return _ARANGE[:n]
 
 
 _COLUMNS = np.array([0, 1, 2, 3, 7])  # the 8-byte words of left, right, feature, threshold, flag
@@ -107,42 +146,27 @@ def _columns(nodes: np.ndarray) -> tuple[np.ndarray, ...] | None:
     Returns None unless the node layout is the 64-bit one: five 8-byte words at offsets 0, 8, 16,
     24 and 56 of a 64-byte record, ``missing_go_to_left`` in the first byte of the last word.
     """
-    fields: Any = nodes.dtype.fields or {}
-    if not (
-        nodes.dtype.itemsize == 64
+    if not _layout_64():
+        return None
+    words = nodes.view(np.int64).reshape(nodes.shape[0], 8).T[_COLUMNS]
+    return words[:2], words[2], words[3].view(np.float64), words[4].view(np.uint8)[::8]
+
+
+@functools.cache
+def _layout_64() -> bool:
+    fields: Any = _node_dtype().fields or {}
+    return (
+        _node_dtype().itemsize == 64
         and np.dtype(np.intp).itemsize == 8
         and fields["left_child"] == (np.dtype(np.intp), 0)
         and fields["right_child"] == (np.dtype(np.intp), 8)
         and fields["feature"] == (np.dtype(np.intp), 16)
         and fields["threshold"] == (np.dtype(np.float64), 24)
         and fields["missing_go_to_left"] == (np.dtype(np.uint8), 56)
-    ):
-        return None
-    words = nodes.view(np.int64).reshape(nodes.shape[0], 8).T[_COLUMNS]
-    return words[:2], words[2], words[3].view(np.float64), words[4].view(np.uint8)[::8]
+    )
 
 
-def _depth(parent: np.ndarray, max_depth: int) -> int:
-    """Return the depth of a tree whose links passed the checks of `_nodes_fast`, or -1.
-
-    ``parent`` maps every node to its parent (its last slot is scratch). Pointer jumping: each
-    round doubles how far every node's ancestor pointer reaches, so ``bit_length(max_depth)``
-    rounds settle a tree no deeper than ``max_depth``; a pointer that has not reached the root
-    by then belongs to a deeper node or lies on a cycle, and -1 is returned.
-    """
-    n = parent.shape[0] - 1
-    parent[0] = 0
-    parent[n] = 0
-    depth = np.ones(n + 1, dtype=np.intp)
-    depth[0] = 0
-    ancestor = parent
-    for _ in range(min(max_depth.bit_length(), n.bit_length())):
-        depth += depth[ancestor]
-        ancestor = ancestor[ancestor]
-    return -1 if ancestor.any() else int(depth[:n].max())
-
-
-def _nodes_explain(nodes: np.ndarray, n_features: int, max_depth: int) -> None:
+def _nodes_explain(nodes: np.ndarray, n_features: int) -> None:
     """Check every rule of a node array one by one, and fail naming the first broken one."""
     n = nodes.shape[0]
     left = nodes["left_child"]
@@ -160,14 +184,17 @@ def _nodes_explain(nodes: np.ndarray, n_features: int, max_depth: int) -> None:
     kids_right = right[split]
     first_outside(kids_left, 1, n, "nodes[{}].left_child", split)
     first_outside(kids_right, 1, n, "nodes[{}].right_child", split)
+    early = np.flatnonzero(np.minimum(kids_left, kids_right) <= split)
+    if early.size:
+        i = int(split[early[0]])
+        fail(
+            f"nodes[{i}] has children {left[i]} and {right[i]}: a child must come after its "
+            "parent in the node array"
+        )
     try:
-        depth = tree_links(n, split, kids_left, kids_right, _ROOT, need_depth=True)
+        tree_links(n, split, kids_left, kids_right, _ROOT, need_depth=False)
     except LinkError as exc:
         fail(str(exc))
-    assert depth is not None
-    deepest = int(depth.max())
-    if deepest != max_depth:
-        fail(f"max_depth = {max_depth} but the deepest node is at depth {deepest}")
     first_outside(nodes["feature"][split], 0, n_features, "nodes[{}].feature", split)
     # +inf is legitimate: the split that sends only the missing values right
     thresholds = nodes["threshold"][split]
