@@ -23,6 +23,7 @@ __all__ = [
     "integer",
     "mapping",
     "number",
+    "same_dtype",
     "sequence",
     "tree_links",
     "type_name",
@@ -120,6 +121,27 @@ def array(
     if c_contiguous and not value.flags.c_contiguous:
         fail(f"{what} is not C-contiguous")
     return value
+
+
+# per expected dtype (by identity): the last other dtype object found equal to it
+_EQUAL: dict[int, tuple[np.dtype, np.dtype]] = {}
+
+
+def same_dtype(dtype: np.dtype, expected: np.dtype) -> bool:
+    """Return ``dtype == expected``, remembering the last equal dtype object found.
+
+    Comparing structured dtypes costs about a microsecond; the hundreds of trees of one file
+    share one dtype object, so each comparison after the first is an identity check.
+    """
+    if dtype is expected:
+        return True
+    seen = _EQUAL.get(id(expected))
+    if seen is not None and seen[0] is expected and seen[1] is dtype:
+        return True
+    if dtype != expected:
+        return False
+    _EQUAL[id(expected)] = (expected, dtype)  # both held, so neither id can be reused
+    return True
 
 
 def _kinds(kinds: str) -> str:

@@ -18,6 +18,7 @@ from ._base import (
     get,
     integer,
     mapping,
+    same_dtype,
     sequence,
     tree_links,
     type_name,
@@ -32,8 +33,32 @@ _FLAGS = ("is_leaf", "missing_go_to_left", "is_categorical")
 _BITSETS = ("binned_left_cat_bitsets", "raw_left_cat_bitsets")
 
 
+_UINT32 = np.dtype(np.uint32)
+
+
 def _predictor_arrays(state: Any, record: np.dtype) -> tuple[np.ndarray, int]:
     """Check one predictor's arrays; return its nodes and its number of bitset rows."""
+    if type(state) is dict:  # the common case, checked without a call per rule
+        nodes = state.get("nodes")
+        binned = state.get(_BITSETS[0])
+        raw = state.get(_BITSETS[1])
+        if (
+            type(nodes) is np.ndarray
+            and nodes.ndim == 1
+            and nodes.shape[0] >= 1
+            and same_dtype(nodes.dtype, record)
+            and type(binned) is np.ndarray
+            and type(raw) is np.ndarray
+            and binned.dtype == _UINT32
+            and raw.dtype == _UINT32
+            and binned.ndim == 2
+            and binned.shape[1] == 8
+            and binned.shape == raw.shape
+            and binned.flags.c_contiguous
+            and raw.flags.c_contiguous
+        ):
+            return nodes, binned.shape[0]
+    # something is off: the rules one by one, failing on the first broken one
     st = mapping(state)
     nodes = array(get(st, "nodes"), "nodes", ndim=1)
     if nodes.dtype != record:
@@ -77,9 +102,11 @@ def concatenate_records(parts: list[np.ndarray]) -> np.ndarray:
     ``np.concatenate`` on structured arrays promotes their dtypes field by field in Python,
     which costs more than the whole check on hundreds of small predictors.
     """
-    dtype = parts[0].dtype
-    raw = np.concatenate([np.ascontiguousarray(p).view(np.uint8) for p in parts])
-    return raw.view(dtype)
+    try:  # the buffer protocol of contiguous arrays: one copy, no numpy call per part
+        raw = b"".join(parts)
+    except (BufferError, TypeError):  # a strided part
+        raw = b"".join([np.ascontiguousarray(p) for p in parts])
+    return np.frombuffer(raw, dtype=parts[0].dtype)
 
 
 class _Records:
@@ -224,7 +251,7 @@ def _hgb(args: tuple, state: Any) -> None:
             parts.append(nodes)
     if not parts:
         return
-    if any(part.dtype != parts[0].dtype for part in parts):
+    if not all(same_dtype(part.dtype, parts[0].dtype) for part in parts):
         fail("the predictors' node arrays have different dtypes")
     nodes = concatenate_records(parts) if len(parts) > 1 else parts[0]
     split = nodes["is_leaf"] == 0

@@ -20,6 +20,7 @@ from ._base import (
     get,
     integer,
     mapping,
+    same_dtype,
     sequence,
     tree_links,
     type_name,
@@ -46,7 +47,7 @@ def _tree(args: tuple, state: Any) -> None:
     node_count = integer(get(st, "node_count"), "node_count", lo=1)
     integer(get(st, "max_depth"), "max_depth", lo=0)  # checked against the nodes once built
     nodes = array(get(st, "nodes"), "nodes", ndim=1, c_contiguous=True)
-    if not _is_node_dtype(nodes.dtype):
+    if not same_dtype(nodes.dtype, _node_dtype()):
         fail(f"nodes has dtype {nodes.dtype}, expected {_node_dtype()}")
     if nodes.shape[0] != node_count:
         fail(f"nodes holds {nodes.shape[0]} records but node_count = {node_count}")
@@ -73,20 +74,6 @@ def _node_dtype() -> np.dtype:
     from sklearn.tree._tree import NODE_DTYPE
 
     return NODE_DTYPE
-
-
-_CHECKED_DTYPES: list[np.dtype] = []  # node dtypes already found equal to NODE_DTYPE
-
-
-def _is_node_dtype(dtype: np.dtype) -> bool:
-    # comparing structured dtypes costs microseconds; the trees of one file share one dtype
-    for seen in _CHECKED_DTYPES:
-        if dtype is seen:
-            return True
-    if dtype != _node_dtype():
-        return False
-    _CHECKED_DTYPES[:] = [dtype]  # held, so its identity cannot pass to another object
-    return True
 
 
 def _nodes_fast(nodes: np.ndarray, n_features: int) -> bool:
