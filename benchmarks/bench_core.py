@@ -15,6 +15,7 @@ collected before each timed call.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import pickle
@@ -95,6 +96,22 @@ def _skvault_dump_fileobj(obj: Any, path: str) -> None:
         skvault.dump(obj, fh)
 
 
+def _load_unvalidated(path: str) -> Any:
+    """skvault.load with the state validators switched off: what validation costs (issue 5).
+
+    Only for measuring; skvault itself has no way to skip validation.
+    """
+    from skvault.format import validators as v
+
+    registries = (v.VALIDATORS, v.BATCH_VALIDATORS, v.BUILT_VALIDATORS)
+    saved = [dict(r) for r in registries]
+    with contextlib.ExitStack() as restore:
+        for registry, content in zip(registries, saved):
+            restore.callback(registry.update, content)
+            registry.clear()
+        return skvault.load(path)
+
+
 class _Skops:
     """skops needs the list of untrusted names of a file; it is computed once, untimed."""
 
@@ -133,6 +150,7 @@ def make_tools() -> list[Tool]:
             {
                 "skvault": skvault.load,
                 "skvault mmap": lambda p: skvault.load(p, mmap=True),
+                "sv unvalidated": _load_unvalidated,
             },
         ),
         Tool("skvault fileobj", ".skv", _skvault_dump_fileobj, {}),
@@ -330,6 +348,15 @@ def check_targets(results: list[tuple[str, list[Row]]]) -> bool:
                 f"{short}: load(mmap=True) under 10 ms: median {svm.load_med * 1e3:.2f} ms "
                 f"(min {min(svm.load) * 1e3:.2f} ms)",
             )
+        un = by["sv unvalidated"]
+        assert un.load_med
+        cost = sv.load_med / un.load_med - 1
+        add(
+            cost <= 0.10 if not short.startswith("KNeighbors") else None,
+            f"{short}: state validation adds at most 10% to load (issue 5): {cost * 100:+.1f}% "
+            f"({sv.load_med * 1e3:.1f} ms vs {un.load_med * 1e3:.1f} ms without validators; "
+            f"min {min(sv.load) * 1e3:.1f} vs {min(un.load) * 1e3:.1f} ms)",
+        )
         if short.startswith("HistGradientBoosting"):
             add(
                 sv.load_med <= 3 * pk.load_med,
@@ -364,7 +391,7 @@ def check_targets(results: list[tuple[str, list[Row]]]) -> bool:
                 f"{short}: {name} size no larger than joblib compress=3: "
                 f"{r.size / jc.size:.4f}x ({r.size / MB:.2f} MB vs {jc.size / MB:.2f} MB)",
             )
-    print("\n=== targets (issue 2, point 7) ===")
+    print("\n=== targets (issue 2, point 7; issue 5, point 4) ===")
     for ok, text in lines:
         tag = "info" if ok is None else ("PASS" if ok else "FAIL")
         print(f"[{tag}] {text}")
