@@ -53,20 +53,23 @@ def fail(rule: str, item: int = 0) -> NoReturn:
     raise Broken(rule, item)
 
 
+def _registrar(registry: dict[str, Any], names: tuple[str, ...]) -> Callable[[Any], Any]:
+    def register(fn: Any) -> Any:
+        for name in names:
+            if name in registry:
+                raise ValueError(f"two validators of one kind for {name}")
+            registry[name] = fn
+        return fn
+
+    return register
+
+
 def validator(*names: str) -> Callable[[Validator], Validator]:
     """Register the decorated function as the validator of the types ``names``.
 
     The function receives ``(args, state)`` and raises through `fail` when the state is invalid.
     """
-
-    def register(fn: Validator) -> Validator:
-        for name in names:
-            if name in VALIDATORS:
-                raise ValueError(f"two validators for {name}")
-            VALIDATORS[name] = fn
-        return fn
-
-    return register
+    return _registrar(VALIDATORS, names)
 
 
 def batch_validator(*names: str) -> Callable[[BatchValidator], BatchValidator]:
@@ -78,15 +81,7 @@ def batch_validator(*names: str) -> Callable[[BatchValidator], BatchValidator]:
     its constructor and ``__setstate__`` rely on), and the batch one is queued (the checks only
     later use relies on, such as the links a traversal follows).
     """
-
-    def register(fn: BatchValidator) -> BatchValidator:
-        for name in names:
-            if name in BATCH_VALIDATORS:
-                raise ValueError(f"two batch validators for {name}")
-            BATCH_VALIDATORS[name] = fn
-        return fn
-
-    return register
+    return _registrar(BATCH_VALIDATORS, names)
 
 
 def built_validator(*names: str) -> Callable[[BuiltValidator], BuiltValidator]:
@@ -96,15 +91,7 @@ def built_validator(*names: str) -> Callable[[BuiltValidator], BuiltValidator]:
     type has accepted (a type with a built validator must have a plain one): it may call the
     object's own methods that rely on that state.
     """
-
-    def register(fn: BuiltValidator) -> BuiltValidator:
-        for name in names:
-            if name in BUILT_VALIDATORS:
-                raise ValueError(f"two built validators for {name}")
-            BUILT_VALIDATORS[name] = fn
-        return fn
-
-    return register
+    return _registrar(BUILT_VALIDATORS, names)
 
 
 class _Pending:
