@@ -18,19 +18,10 @@ import skvault
 from skvault.cli._app import cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "format"))
+from _crafting import VERIFY_ALL_OK as ALL_OK
+from _crafting import VERIFY_CHECKS as CHECKS
 from _crafting import repack
 
-CHECKS = [
-    "integrity",
-    "signature",
-    "environment",
-    "load",
-    "golden_sample",
-    "data",
-    "cross_validation",
-]
-# an unsigned artifact checked without a public key: the signature check has nothing to do
-ALL_OK = dict.fromkeys(CHECKS, "ok") | {"signature": "skipped"}
 SKLEARN = md.version("scikit-learn")
 
 

@@ -38,6 +38,19 @@ ALIGN = 64
 _PAD_ID = 0xD935
 _DATE = (1980, 1, 1, 0, 0, 0)
 
+# what `skvault verify` reports, in order (the API and CLI tests both expect exactly these)
+VERIFY_CHECKS = [
+    "integrity",
+    "signature",
+    "environment",
+    "load",
+    "golden_sample",
+    "data",
+    "cross_validation",
+]
+# an unsigned artifact checked without a public key: the signature check has nothing to do
+VERIFY_ALL_OK = dict.fromkeys(VERIFY_CHECKS, "ok") | {"signature": "skipped"}
+
 
 @contextlib.contextmanager
 def own_members_from(nbytes: int = 64 << 10):

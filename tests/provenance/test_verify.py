@@ -30,20 +30,11 @@ import skvault
 from skvault.format import write_artifact
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "format"))
+from _crafting import VERIFY_ALL_OK as ALL_OK
+from _crafting import VERIFY_CHECKS as CHECKS
 from _crafting import layout, repack
 
 SKLEARN = md.version("scikit-learn")
-CHECKS = [
-    "integrity",
-    "signature",
-    "environment",
-    "load",
-    "golden_sample",
-    "data",
-    "cross_validation",
-]
-# an unsigned artifact checked without a public key: the signature check has nothing to do
-ALL_OK = dict.fromkeys(CHECKS, "ok") | {"signature": "skipped"}
 
 
 class Unlisted:

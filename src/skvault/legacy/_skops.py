@@ -98,7 +98,7 @@ from ..format import TrustPolicy
 from ..format._container import _parse_npy_header, parse_json
 from ..format._trust import resolve
 from ..format.reducers._numpy import BIT_GENERATORS as _BIT_GENERATORS
-from ..format.reducers._objects import _OWN_KIND_BASES, _refused
+from ..format.reducers._objects import OWN_KIND_BASES, refusal_reason
 from ..format.validators import deferred_validation, validate, validate_built
 
 __all__ = ["SCHEMA", "Reference", "SkopsDocument", "SkopsLimits", "read_skops"]
@@ -1020,9 +1020,9 @@ def _class_to_build(obj: Any, ref: Reference, where: str) -> Any:
             f"{ref.full_name} is not a class: a {ref.kind} node only builds classes, it never "
             "calls a function with arguments from the file",
         )
-    if obj.__module__ == "builtins" or issubclass(obj, _OWN_KIND_BASES):
+    if obj.__module__ == "builtins" or issubclass(obj, OWN_KIND_BASES):
         raise _bad(where, f"{ref.full_name} has a node kind of its own and cannot be built here")
-    reason = _refused(obj)  # type: ignore[arg-type]
+    reason = refusal_reason(obj)  # type: ignore[arg-type]
     if reason is not None:
         raise _bad(where, f"{ref.full_name} is {reason}")
     return obj

@@ -59,7 +59,7 @@ from ..errors import (
 from ..format._files import FileLike, open_input
 from ..format._trust import TrustPolicy, default_allowlist, resolve
 from ..format.reducers._numpy import BIT_GENERATORS as _BIT_GENERATORS
-from ..format.reducers._objects import _OWN_KIND_BASES, _default_reduce, _refused
+from ..format.reducers._objects import OWN_KIND_BASES, default_reduce, refusal_reason
 from ..format.validators import (
     BATCH_VALIDATORS,
     VALIDATORS,
@@ -97,7 +97,7 @@ _WRAPPER_KEYS = frozenset(
 # types that only their own helpers create (a generic NEWOBJ/REDUCE could ask numpy or a random
 # generator for any allocation, or skip the checks their helper makes)
 _HELPER_MADE = (
-    *_OWN_KIND_BASES,
+    *OWN_KIND_BASES,
     np.random.RandomState,
     np.random.BitGenerator,
     np.random.SeedSequence,
@@ -538,7 +538,7 @@ class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[misc,name-defined
     def _check_buildable(self, cls: type, name: str, where: str) -> None:
         if cls.__module__ == "builtins" or issubclass(cls, _HELPER_MADE):
             raise _fail(where, f"{name} objects are only created by their own helpers")
-        reason = _refused(cls)
+        reason = refusal_reason(cls)
         if reason is not None:
             raise _fail(where, f"{name} is {reason}")
 
@@ -576,7 +576,7 @@ class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[misc,name-defined
             obj = cls.__new__(cls, *args)
         except Exception as exc:
             raise InvalidStateError(where, name, f"creating it failed: {_exc(exc)}") from None
-        self.s.register(obj, "object", name, args, {} if _default_reduce(cls) else None)
+        self.s.register(obj, "object", name, args, {} if default_reduce(cls) else None)
         return obj
 
     def load_newobj(self) -> None:
@@ -954,7 +954,7 @@ def _h_newobj(u: _RestrictedUnpickler, name: str, args: tuple, where: str) -> An
 
 def _h_cython_new(u: _RestrictedUnpickler, name: str, args: tuple, where: str) -> Any:
     # scikit-learn's newObj(cls) is cls.__new__(cls) for its Cython trees and metrics
-    if len(args) != 1 or not isinstance(args[0], type) or _default_reduce(args[0]):
+    if len(args) != 1 or not isinstance(args[0], type) or default_reduce(args[0]):
         raise _fail(where, f"{name} is only used as newObj(extension class): {_describe(args)}")
     return u.new(args[0], ())
 

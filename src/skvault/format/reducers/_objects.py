@@ -29,7 +29,7 @@ from .._trust import is_valid_name
 from ..validators import validate, validate_built
 from ._builtins import decode_dict, dict_children, encode_dict, encode_items, is_list
 
-__all__ = ["REDUCERS"]
+__all__ = ["OWN_KIND_BASES", "REDUCERS", "default_reduce", "refusal_reason"]
 
 _FUNCTION_TYPES = (
     types.FunctionType,
@@ -117,7 +117,7 @@ _REFUSAL_HINT = (
 
 
 @functools.lru_cache(maxsize=1024)
-def _refused(cls: type) -> str | None:
+def refusal_reason(cls: type) -> str | None:
     """Return why instances of ``cls`` can never be saved or loaded, or None."""
     for base in cls.__mro__:
         what = _REFUSED_BASES.get(f"{base.__module__}.{base.__qualname__}")
@@ -128,7 +128,7 @@ def _refused(cls: type) -> str | None:
 
 # Types with a node kind of their own are only ever built by that kind: through an object or
 # ext node, bytearray(10**9) or numpy.ndarray(shape) would allocate whatever the file asks.
-_OWN_KIND_BASES = (np.ndarray, np.generic, np.dtype, np.ufunc, np.random.Generator)
+OWN_KIND_BASES = (np.ndarray, np.generic, np.dtype, np.ufunc, np.random.Generator)
 
 
 def _class_to_build(r: GraphReader, name: str, path: object) -> type:
@@ -136,12 +136,12 @@ def _class_to_build(r: GraphReader, name: str, path: object) -> type:
     cls = r.resolve(name)
     if not isinstance(cls, type):
         raise FormatError(f"{name} at {display_path(path)} is not a class")
-    if cls.__module__ == "builtins" or issubclass(cls, _OWN_KIND_BASES):
+    if cls.__module__ == "builtins" or issubclass(cls, OWN_KIND_BASES):
         raise FormatError(
             f"{name} at {display_path(path)} has a node kind of its own and cannot be built "
             "from an object or ext node"
         )
-    reason = _refused(cls)
+    reason = refusal_reason(cls)
     if reason is not None:
         raise FormatError(f"{name} at {display_path(path)} is {reason}")
     return cls
@@ -151,7 +151,8 @@ def _str_list(v: object) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
 
-def _default_reduce(cls: type) -> bool:
+def default_reduce(cls: type) -> bool:
+    """Whether ``cls`` pickles by object's own protocol (state = its ``__dict__``)."""
     return cls.__reduce_ex__ is object.__reduce_ex__ and cls.__reduce__ is object.__reduce__
 
 
@@ -199,7 +200,7 @@ class ObjectReducer(Reducer):
         cls = type(obj)
         return (
             hasattr(obj, "__dict__")
-            and _default_reduce(cls)
+            and default_reduce(cls)
             and not isinstance(obj, (type, types.ModuleType, *_FUNCTION_TYPES))
             and (not isinstance(obj, (list, tuple, set, frozenset)))
             and not _is_function_like(obj)
@@ -208,7 +209,7 @@ class ObjectReducer(Reducer):
 
     def reduce(self, obj: Any, w: GraphWriter, path: str) -> dict[str, Any]:
         cls = type(obj)
-        refusal = _refused(cls)
+        refusal = refusal_reason(cls)
         if refusal is not None:
             raise UnsupportedTypeError(display_path(path), qualified_name(cls), f"it is {refusal}")
         name = _importable_name(cls)
@@ -332,7 +333,7 @@ class ExtensionReducer(Reducer):
     def accepts(self, obj: object) -> bool:
         cls = type(obj)
         return (
-            not _default_reduce(cls)
+            not default_reduce(cls)
             and not _is_function_like(obj)
             and _importable_name(cls) is not None
             and _ext_form(obj) is not None
