@@ -808,16 +808,16 @@ class ContainerReader:
         then nothing proves their bytes are the file's.
         """
         pending: list[tuple[str, str, Callable[[], str]]] = []
-        self._deferred = pending
+        outer, self._deferred = self._deferred, pending
         try:
             yield
         except BaseException:
-            self._deferred = None
+            self._deferred = outer
             broken = _first_mismatch(pending)
             if broken is not None:
                 raise broken from None
             raise
-        self._deferred = None
+        self._deferred = outer
         broken = _first_mismatch(pending)
         if broken is not None:
             raise broken
