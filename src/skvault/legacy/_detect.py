@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from ..errors import FormatError
+from ..format._files import open_input
 
 __all__ = [
     "COMPRESSED",
@@ -196,17 +197,12 @@ def peekable(file: Any) -> Any:
 
 @contextlib.contextmanager
 def _opened(file: str | os.PathLike[str] | IO[bytes] | bytes) -> Iterator[Any]:
-    if isinstance(file, (str, os.PathLike)):
-        with open(file, "rb") as fh:
-            yield fh
+    if hasattr(file, "read"):
+        # a caller's stream is peeked at, never spooled: a pickle is read front to back
+        yield peekable(file)  # type: ignore[arg-type]
         return
-    if isinstance(file, (bytes, bytearray, memoryview)):
-        # the file's content, as skvault.load takes it
-        yield io.BytesIO(file)
-        return
-    if not hasattr(file, "read"):
-        raise TypeError(f"expected a path or a binary file object, got {type(file).__name__}")
-    yield peekable(file)
+    with open_input(file) as fh:  # a path, or the content itself; TypeError for anything else
+        yield fh
 
 
 def _peek(fh: Any) -> bytes:
