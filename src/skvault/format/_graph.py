@@ -119,6 +119,8 @@ class Registry:
 
     def __init__(self) -> None:
         self.by_kind: dict[str, Reducer] = {}
+        # the kinds whose nodes can name a global: the audit only needs to look at those
+        self.naming_kinds: set[str] = set()
         self._by_type: dict[type, Reducer] = {}
         self._rules: list[Reducer] = []
 
@@ -127,6 +129,8 @@ class Registry:
         if reducer.kind in self.by_kind:
             raise ValueError(f"kind {reducer.kind!r} registered twice")
         self.by_kind[reducer.kind] = reducer
+        if type(reducer).globals is not Reducer.globals:
+            self.naming_kinds.add(reducer.kind)
         for t in reducer.types:
             self._by_type[t] = reducer
         if type(reducer).accepts is not Reducer.accepts:
@@ -352,13 +356,20 @@ class GraphReader:
 
     def required_globals(self) -> list[str]:
         """Return every fully qualified name the graph asks to resolve, sorted and unique."""
-        names: set[str] = set()
+        by_kind = self.registry.by_kind
+        naming = self.registry.naming_kinds
+        first: dict[str, int] = {}  # each name, and the first node that asks for it
         for index, node in enumerate(self.nodes):
-            for name in self.reducer(index).globals(node):
-                if not is_valid_name(name):
-                    raise FormatError(f"graph node {index} names a malformed global {name!r}")
-                names.add(name)
-        return sorted(names)
+            kind = node["kind"]
+            if kind in naming:
+                for name in by_kind[kind].globals(node):
+                    if type(name) is not str:
+                        raise FormatError(f"graph node {index} names a malformed global {name!r}")
+                    first.setdefault(name, index)
+        for name, index in first.items():
+            if not is_valid_name(name):
+                raise FormatError(f"graph node {index} names a malformed global {name!r}")
+        return sorted(first)
 
     def construct(self, policy: TrustPolicy, *, mmap: bool = False) -> Any:
         """Audit every global against ``policy``, then build and return the root object.
