@@ -885,6 +885,20 @@ def _run_batch(files: list[bytes], X_in: np.ndarray) -> list[dict[str, Any]]:
     return lines
 
 
+def _check_outcomes(
+    files: list[bytes], verdicts: list[bool], expected: list[Any], refusal: str
+) -> None:
+    """Load ``files`` in a child process: each loads and predicts as expected, or is refused."""
+    for line, valid, predictions in zip(_run_batch(files, X), verdicts, expected):
+        if valid:
+            assert line["outcome"] == "loaded", line
+            # NaN leaf values give NaN predictions, equal here as in the original
+            assert np.array_equal(line["detail"], predictions, equal_nan=True), line
+        else:
+            assert line["outcome"] == "refused", line
+            assert refusal in line["detail"], line
+
+
 def _apply(nodes: np.ndarray, edits: list[tuple[str, int, Any]]) -> np.ndarray:
     out = nodes.copy()
     for field, i, value in edits:
@@ -947,14 +961,7 @@ def test_random_tree_damage_is_refused_or_loads_faithfully(batch: list) -> None:
             expected.append(model.predict(X).tolist())
         else:
             expected.append(None)
-    for line, valid, predictions in zip(_run_batch(files, X), verdicts, expected):
-        if valid:
-            assert line["outcome"] == "loaded", line
-            # NaN leaf values give NaN predictions, equal here as in the original
-            assert np.array_equal(line["detail"], predictions, equal_nan=True), line
-        else:
-            assert line["outcome"] == "refused", line
-            assert "invalid state of sklearn.tree._tree.Tree" in line["detail"], line
+    _check_outcomes(files, verdicts, expected, "invalid state of sklearn.tree._tree.Tree")
 
 
 HGB_MODEL = _fit(FACTORIES["hgb"])
@@ -1007,11 +1014,6 @@ def test_random_predictor_damage_is_refused_or_loads_faithfully(batch: list) -> 
             expected.append(model.decision_function(X).tolist())
         else:
             expected.append(None)
-    for line, valid, predictions in zip(_run_batch(files, X), verdicts, expected):
-        if valid:
-            assert line["outcome"] == "loaded", line
-            # NaN leaf values give NaN predictions, equal here as in the original
-            assert np.array_equal(line["detail"], predictions, equal_nan=True), line
-        else:
-            assert line["outcome"] == "refused", line
-            assert "invalid state of sklearn.ensemble._hist_gradient_boosting" in line["detail"]
+    _check_outcomes(
+        files, verdicts, expected, "invalid state of sklearn.ensemble._hist_gradient_boosting"
+    )
