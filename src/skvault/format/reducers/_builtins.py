@@ -91,7 +91,7 @@ def encode_items(items: Any, w: GraphWriter, path: str) -> list[Any]:
 
 
 def _decode_items(node: dict[str, Any], r: GraphReader, path: str, key: str = "items") -> list:
-    return [r.value(v) for i, v in enumerate(expect(node, key, is_list, "a list"))]
+    return list(map(r.value, expect(node, key, is_list, "a list")))
 
 
 class ListReducer(Reducer):

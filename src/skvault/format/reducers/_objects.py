@@ -244,7 +244,7 @@ class ObjectReducer(Reducer):
         if len(names) != len(values) or len(set(names)) != len(names):
             raise FormatError(f"{name} at {display_path(path)}: malformed attribute lists")
         cls = _class_to_build(r, name, path)
-        state = {k: r.value(v) for k, v in zip(names, values)}
+        state = dict(zip(names, map(r.value, values)))
         validate(name, path, (), state)
         try:
             obj = r.preallocated()
