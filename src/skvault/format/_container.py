@@ -744,16 +744,15 @@ class ContainerReader:
         The buffer is read and verified once; arrays are views of it (read-only views of the
         memory-mapped file with ``mmap=True``). Regions must be aligned and must not overlap.
         """
-        buffer = self._buffers.get(name)
-        if buffer is None:
-            buffer = self._buffer(name, mmap)
+        buffer = self._buffer(name, mmap)
         nbytes = dtype.itemsize * math.prod(shape)
-        # an array that fits in the buffer has every dimension bounded by the buffer's size, so
-        # numpy's own limits only need checking for arrays of no bytes (shape (0, 10**30))
-        if not nbytes:
+        outside = offset % ALIGN or offset + nbytes > len(buffer)
+        if outside or not nbytes:
+            # the buffer's size bounds every dimension of an array that fits in it: numpy's own
+            # limits need a look only for one of no bytes (shape (0, 10**30)) or one that does
+            # not fit (an impossible shape gets the precise complaint)
             _check_layout(name, dtype, shape)
-        if offset % ALIGN or offset + nbytes > len(buffer):
-            _check_layout(name, dtype, shape)  # the precise complaint about an impossible shape
+        if outside:
             raise FormatError(
                 f"array at offset {offset} ({nbytes} bytes) is misaligned or outside {name}",
                 member=name,
