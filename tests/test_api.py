@@ -104,6 +104,46 @@ def test_file_objects_and_bytes(forest, iris, monkeypatch):
         np.testing.assert_array_equal(source.predict(X), forest.predict(X))
 
 
+class _ReadSeekOnly:
+    """A seekable binary stream with only read, seek and tell (no readinto, not an io class)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._buf = io.BytesIO(data)
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        return self._buf.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._buf.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._buf.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_streams_without_readinto_load(forest, iris):
+    X, _ = iris
+    big = {"ramp": np.arange(300_000.0), "forest": forest}  # an .npy member and a buffer
+    for mmap in (False, True):
+        stream = _ReadSeekOnly(skvault.dumps(big))
+        loaded = skvault.load(stream, mmap=mmap)
+        np.testing.assert_array_equal(loaded["ramp"], big["ramp"])
+        np.testing.assert_array_equal(loaded["forest"].predict(X), forest.predict(X))
+        assert not stream.closed, "the caller's stream is left open"
+    assert skvault.get_untrusted_types(_ReadSeekOnly(skvault.dumps(big))) == []
+    legacy = pickle.dumps(forest, protocol=5)
+    assert skvault.audit(_ReadSeekOnly(legacy)).safe
+    np.testing.assert_array_equal(
+        skvault.load(_ReadSeekOnly(legacy), allow_pickle=True).predict(X), forest.predict(X)
+    )
+
+
 def test_loads_rejects_non_bytes():
     with pytest.raises(TypeError, match="bytes"):
         skvault.loads("not bytes")  # type: ignore[arg-type]

@@ -46,7 +46,36 @@ def open_input(file: FileLike, *, limit: int | None = None) -> Iterator[IO[bytes
         if limit is not None and len(data) > limit:
             raise FormatError(f"the file is over the size limit of {limit:,} bytes")
         fh = io.BytesIO(data)
+    elif not hasattr(fh, "readinto"):
+        fh = _ReadintoFromRead(fh)  # type: ignore[assignment]
     yield fh
+
+
+class _ReadintoFromRead(io.BufferedIOBase):
+    """A caller's seekable stream that has ``read`` but no ``readinto`` (which the readers use to
+    fill arrays in place): io's default ``readinto`` is built on ``read``. Closing this wrapper
+    leaves the caller's stream open."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self._fh = fh
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._fh.read(-1 if size is None else size)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
 
 
 def _seekable(fh: object) -> bool:

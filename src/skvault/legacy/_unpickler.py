@@ -438,6 +438,16 @@ class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[misc,name-defined
 
     dispatch = _Dispatch(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
 
+    # state and methods pickle._Unpickler sets up in load(), which typeshed does not declare
+    stack: list[Any]
+    memo: dict[int, Any]
+    proto: int
+    append: Callable[[Any], None]
+    read: Callable[[int], bytes]
+    readline: Callable[[], bytes]
+    pop_mark: Callable[[], list[Any]]
+    _unframer: Any
+
     def __init__(self, session: _Session, *, nested: bool = False) -> None:
         super().__init__(session.reader, fix_imports=True)
         self.s = session
