@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import click
 
 __all__ = ["main"]
 
@@ -28,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _click_exception() -> type[Exception]:
+def _click_exception() -> type[click.ClickException]:
     import click
 
     return click.ClickException

@@ -22,7 +22,7 @@ class Failure(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = EXIT_FINDING) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # (click types it as a ClassVar)
 
     def show(self, file: Any = None) -> None:
         click.echo(f"skvault: {self.format_message()}", err=True)

@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import numpy as np
 
@@ -125,7 +125,7 @@ def _npy_header(dtype: np.dtype, shape: tuple[int, ...], fortran: bool) -> bytes
         text += " " * (_GROWTH_DIGITS - len(repr(shape[-1 if fortran else 0])))
     try:
         raw = text.encode("latin1")
-        versions = ((b"\x01\x00", "<H"), (b"\x02\x00", "<I"))
+        versions: tuple[tuple[bytes, str], ...] = ((b"\x01\x00", "<H"), (b"\x02\x00", "<I"))
     except UnicodeEncodeError:  # field names outside latin-1: format 3.0 is format 2.0 in UTF-8
         raw = text.encode("utf-8")
         versions = ((b"\x03\x00", "<I"),)
@@ -198,7 +198,7 @@ def array_bytes(arr: np.ndarray) -> tuple[memoryview, bool]:
     """Return the array's raw bytes in memory order and whether that order is Fortran's."""
     fortran = bool(arr.flags.f_contiguous and not arr.flags.c_contiguous)
     flat = arr.T if fortran else np.ascontiguousarray(arr)
-    return memoryview(flat.reshape(-1).view(np.uint8)), fortran
+    return flat.reshape(-1).view(np.uint8).data, fortran
 
 
 class ContainerWriter:
@@ -263,7 +263,7 @@ class ContainerWriter:
     def _write(
         self,
         name: str,
-        parts: tuple[bytes | memoryview, ...],
+        parts: tuple[bytes | bytearray | memoryview, ...],
         *,
         aligned: bool,
         deflate: bool = False,
@@ -292,7 +292,9 @@ class ContainerWriter:
         # digests are collected when the manifest is written
         digest = _Digest(background=aligned and size >= LARGE_ARRAY)
         with self._zip.open(info, "w") as out:
-            if method == zipfile.ZIP_STORED and aligned and self._zip.fp.tell() % ALIGN:
+            fp = self._zip.fp
+            assert fp is not None  # the zip is open for writing
+            if method == zipfile.ZIP_STORED and aligned and fp.tell() % ALIGN:
                 raise RuntimeError("internal error: member data is not aligned")  # pragma: no cover
             for part in parts:
                 view = memoryview(part)
@@ -441,15 +443,16 @@ class ContainerReader:
             if info.filename in infos_by_name:
                 raise FormatError(f"duplicate member name {info.filename!r}", member=info.filename)
             infos_by_name[info.filename] = info
-        info = infos_by_name.get(MANIFEST)
-        if info is None:
+        manifest_info = infos_by_name.get(MANIFEST)
+        if manifest_info is None:
             raise FormatError("not a .skv file: it has no manifest.json")
-        if info.compress_type != zipfile.ZIP_STORED:
+        if manifest_info.compress_type != zipfile.ZIP_STORED:
             raise FormatError("manifest.json must be stored uncompressed", member=MANIFEST)
-        if info.file_size > self.limits.manifest:
+        if manifest_info.file_size > self.limits.manifest:
             raise FormatError("manifest.json is over the size limit", member=MANIFEST)
         self._infos_by_name = infos_by_name
-        raw = self._read_raw(info, self._bound_for(info, infos), info.file_size)
+        bound = self._bound_for(manifest_info, infos)
+        raw = self._read_raw(manifest_info, bound, manifest_info.file_size)
         manifest = parse_json(raw, MANIFEST)
         _check_manifest(manifest)
         self.manifest_bytes = raw
@@ -672,7 +675,7 @@ class ContainerReader:
         """
         nbytes = _check_layout(name, dtype, shape)
         member = self._claim(name)
-        order = "F" if fortran else "C"
+        order: Literal["C", "F"] = "F" if fortran else "C"
         info = member.info
         stored = info.compress_type == zipfile.ZIP_STORED
         if stored:
@@ -721,7 +724,8 @@ class ContainerReader:
         self._fh.seek(data_offset)
         pos = 0
         while pos < nbytes:
-            n = self._fh.readinto(view[pos : pos + _CHUNK])
+            # open_input hands every reader a stream with readinto (IO[bytes] does not say so)
+            n = self._fh.readinto(view[pos : pos + _CHUNK])  # type: ignore[attr-defined]
             if not n:
                 raise FormatError(f"{name} is truncated", member=name)
             digest.update(view[pos : pos + n])
@@ -760,7 +764,7 @@ class ContainerReader:
         if nbytes:
             # overlaps are looked for once, by check_regions(), before the load returns
             self._regions.setdefault(name, []).append((offset, offset + nbytes))
-        order = "F" if fortran else "C"
+        order: Literal["C", "F"] = "F" if fortran else "C"
         return np.ndarray(shape, dtype, buffer=buffer, offset=offset, order=order)
 
     def check_regions(self) -> None:
@@ -792,7 +796,7 @@ class ContainerReader:
                 return view
             data = _aligned_bytes(member.size)
             self._fh.seek(offset)
-            got = self._fh.readinto(data)
+            got = self._fh.readinto(data)  # type: ignore[attr-defined]
             if got != member.size:
                 raise FormatError(f"{name} is truncated", member=name)
         else:
@@ -924,7 +928,7 @@ def _aligned_bytes(size: int) -> memoryview:
     """Return a writable buffer of ``size`` bytes whose start is 64-byte aligned in memory."""
     raw = np.empty(size + ALIGN, dtype=np.uint8)
     start = -raw.ctypes.data % ALIGN
-    return memoryview(raw[start : start + size])
+    return raw[start : start + size].data
 
 
 def _check_layout(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> int:

@@ -7,7 +7,7 @@ import io
 import os
 import tempfile
 from collections.abc import Iterator
-from typing import IO, Union
+from typing import IO, TypeGuard, Union
 
 from ..errors import FormatError
 
@@ -16,7 +16,7 @@ FileLike = Union[str, "os.PathLike[str]", IO[bytes], bytes]
 __all__ = ["FileLike", "atomic_output", "is_path", "open_input"]
 
 
-def is_path(file: object) -> bool:
+def is_path(file: object) -> TypeGuard[str | os.PathLike[str]]:
     """Return whether ``file`` names a path rather than being an open file object."""
     return isinstance(file, (str, os.PathLike))
 
@@ -29,8 +29,8 @@ def open_input(file: FileLike, *, limit: int | None = None) -> Iterator[IO[bytes
     into memory, at most ``limit`` bytes when given (more is a `FormatError`).
     """
     if is_path(file):
-        with open(file, "rb") as fh:  # type: ignore[arg-type]
-            yield fh
+        with open(file, "rb") as opened:
+            yield opened
         return
     if isinstance(file, (bytes, bytearray, memoryview)):
         yield io.BytesIO(file)
@@ -39,7 +39,7 @@ def open_input(file: FileLike, *, limit: int | None = None) -> Iterator[IO[bytes
         raise TypeError(f"file must be a path or a binary file object, not {type(file).__name__}")
     if isinstance(file, io.TextIOBase):
         raise TypeError("file must be opened in binary mode ('rb'), not text mode")
-    fh = file  # type: ignore[assignment]
+    fh: IO[bytes] = file  # type: ignore[assignment]
     if not _seekable(fh):
         # zip needs random access: spool a pipe or socket into memory first
         data = fh.read() if limit is None else fh.read(limit + 1)
@@ -101,7 +101,7 @@ def atomic_output(file: FileLike) -> Iterator[IO[bytes]]:
             raise TypeError("file must be opened in binary mode ('wb'), not text mode")
         yield file  # type: ignore[misc]
         return
-    target = os.fspath(file)  # type: ignore[arg-type]
+    target = os.fspath(file)
     folder = os.path.dirname(os.path.abspath(target))
     fd, tmp = tempfile.mkstemp(prefix=".skv-", suffix=".tmp", dir=folder)
     try:

@@ -171,7 +171,7 @@ class GraphWriter:
         if obj is None or t is bool:
             return obj
         if t is str:
-            if not obj.isascii():  # type: ignore[union-attr]
+            if not obj.isascii():  # type: ignore[attr-defined]
                 _check_utf8(obj, path)  # type: ignore[arg-type]
             return obj
         if t is int and -INT_LIMIT < obj < INT_LIMIT:  # type: ignore[operator]
@@ -391,7 +391,9 @@ class GraphReader:
         with digests, deferred_validation():
             for index, node in enumerate(self.nodes):
                 self._current = index
-                self._built.append(by_kind[node["kind"]].construct(node, self, Where(self, index)))
+                # a Where stands in for the path string (str() and + work), built only on error
+                where: Any = Where(self, index)
+                self._built.append(by_kind[node["kind"]].construct(node, self, where))
             if self.container is not None:
                 self.container.check_regions()
             root = self.value(self.root)

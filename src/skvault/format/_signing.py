@@ -118,7 +118,7 @@ def _key_bytes(key: object, what: str) -> bytes:
     if isinstance(key, (bytes, bytearray)):
         return bytes(key)
     if is_path(key):
-        path = Path(key)  # type: ignore[arg-type]
+        path = Path(key)
         if path.stat().st_size > _KEY_FILE_LIMIT:
             raise SignatureError(f"{path} is too large to be a {what} key file")
         return path.read_bytes()

@@ -112,7 +112,7 @@ def convert(
     if unknown:
         raise TypeError(f"convert() got unexpected keyword arguments: {sorted(unknown)}")
     provenance_args.setdefault("source", False)
-    if is_path(src) and is_path(dst) and _same_file(src, dst):  # type: ignore[arg-type]
+    if is_path(src) and is_path(dst) and _same_file(src, dst):
         raise ValueError("the destination is the source file itself: choose another path")
     policy = TrustPolicy(trusted)
     with open_input(src, limit=max_bytes) as fh:
@@ -130,8 +130,8 @@ def convert(
     metadata = provenance.build_metadata(legacy.obj, converted_from=record, **provenance_args)
     write_artifact(legacy.obj, dst, compress=compress, metadata=metadata)
     return {
-        "source": os.fspath(src) if is_path(src) else None,  # type: ignore[arg-type]
-        "destination": os.fspath(dst) if is_path(dst) else None,  # type: ignore[arg-type]
+        "source": os.fspath(src) if is_path(src) else None,
+        "destination": os.fspath(dst) if is_path(dst) else None,
         "format": legacy.format,
         "protocol": legacy.protocol,
         "sha256": sha256,

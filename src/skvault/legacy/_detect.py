@@ -199,7 +199,7 @@ def peekable(file: Any) -> Any:
 def _opened(file: str | os.PathLike[str] | IO[bytes] | bytes) -> Iterator[Any]:
     if hasattr(file, "read"):
         # a caller's stream is peeked at, never spooled: a pickle is read front to back
-        yield peekable(file)  # type: ignore[arg-type]
+        yield peekable(file)
         return
     with open_input(file) as fh:  # a path, or the content itself; TypeError for anything else
         yield fh

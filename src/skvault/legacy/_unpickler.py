@@ -154,7 +154,7 @@ class _Reader:
             view = memoryview(out)
             got = 0
             while got < n:
-                k = self._raw.readinto(view[got : got + _CHUNK])
+                k = self._raw.readinto(view[got : got + _CHUNK])  # type: ignore[attr-defined]
                 if not k:
                     break
                 got += k
@@ -433,10 +433,10 @@ def _describe(value: object) -> str:
 # -- the unpickler -------------------------------------------------------------------------------
 
 
-class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[misc,name-defined]
+class _RestrictedUnpickler(pickle._Unpickler):
     """The pure-Python unpickler with every calling opcode replaced by a checked one."""
 
-    dispatch = _Dispatch(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch = _Dispatch(pickle._Unpickler.dispatch)
 
     # state and methods pickle._Unpickler sets up in load(), which typeshed does not declare
     stack: list[Any]
@@ -545,10 +545,10 @@ class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[misc,name-defined
             return _any_args  # the caller vouched for this class, as for a .skv "ext" node
         return check
 
-    def _check_buildable(self, cls: type, name: str, where: str) -> None:
+    def _check_buildable(self, cls: type[Any], name: str, where: str) -> None:
         if cls.__module__ == "builtins" or issubclass(cls, _HELPER_MADE):
             raise _fail(where, f"{name} objects are only created by their own helpers")
-        reason = refusal_reason(cls)
+        reason = refusal_reason(cls)  # type: ignore[arg-type]  # (mypy: a class is not Hashable)
         if reason is not None:
             raise _fail(where, f"{name} is {reason}")
 
@@ -888,7 +888,7 @@ class _RestrictedUnpickler(pickle._Unpickler):  # type: ignore[misc,name-defined
     dispatch[pickle.DUP[0]] = load_dup
 
     def load_proto(self) -> None:
-        super().load_proto()
+        super().load_proto()  # type: ignore[misc]  # (not in typeshed's _Unpickler)
         if self.s.protocol is None:
             self.s.protocol = self.proto
 
@@ -991,7 +991,7 @@ def _h_pyx_unpickle(u: _RestrictedUnpickler, name: str, args: tuple, where: str)
     else:
         u._check_buildable(cls, cls_name, where)
         try:
-            obj = cls.__new__(cls)
+            obj = cls.__new__(cls)  # type: ignore[call-overload]
         except Exception as exc:
             raise InvalidStateError(where, cls_name, f"creating it failed: {_exc(exc)}") from None
         u.s.register(obj, "cython", cls_name, (), None)
@@ -1058,7 +1058,9 @@ def _h_mareconstruct(u: _RestrictedUnpickler, name: str, args: tuple, where: str
         or args[3] not in (b"b", "b")
     ):
         raise _fail(where, f"_mareconstruct is only used for MaskedArray: {_describe(args)}")
-    arr = np.ma.core._mareconstruct(np.ma.MaskedArray, np.ndarray, (0,), "b")
+    arr = np.ma.core._mareconstruct(  # type: ignore[attr-defined]
+        np.ma.MaskedArray, np.ndarray, (0,), "b"
+    )
     u.s.register(arr, "masked", name, (), None)
     return arr
 
@@ -1355,14 +1357,14 @@ def _struct_dtype(
     }
     if any(t is not None for t in titles):
         spec["titles"] = titles
-    return np.dtype(spec, align=bool(flags & _ALIGNED_STRUCT))
+    return np.dtype(spec, align=bool(flags & _ALIGNED_STRUCT))  # type: ignore[call-overload]
 
 
 def _b_dtype(u: _RestrictedUnpickler, p: _Pending, state: Any, where: str) -> None:
     dtype: np.dtype = p.obj
     canonical = _dtype_from_state(u, dtype, state, where)
     try:
-        dtype.__setstate__(canonical.__reduce__()[2])
+        dtype.__setstate__(canonical.__reduce__()[2])  # type: ignore[attr-defined]
     except (TypeError, ValueError) as exc:
         raise _fail(where, f"invalid dtype state: {exc}") from None
     if (
@@ -1522,7 +1524,7 @@ def _byte_order_mismatch(dtype: np.dtype) -> bool:
 def _seed_sequence(state: Any, where: str) -> None:
     """SeedSequence's generated setter assigns ``pool`` and ``pool_size`` as they come, and its
     mixing loops index the pool up to ``pool_size``: they must agree."""
-    ok = type(state) is tuple and len(state) == 5
+    ok: Any = type(state) is tuple and len(state) == 5
     if ok:
         entropy, spawned, pool, pool_size, spawn_key = state
         ok = (
@@ -1676,7 +1678,7 @@ def _load_npy(reader: _Reader, policy: TrustPolicy, allow_pickle: bool) -> tuple
 
 def _display(file: FileLike) -> str:
     if isinstance(file, (str, os.PathLike)):
-        return os.fspath(file)  # type: ignore[return-value]
+        return os.fspath(file)
     name = getattr(file, "name", None)
     return name if isinstance(name, str) else "FILE"
 

@@ -34,7 +34,9 @@ def check_options(on_mismatch: object, verify: object) -> None:
         raise ValueError(f'verify must be True, False or "auto", not {verify!r}')
 
 
-def environment_differences(meta: dict[str, Any] | None) -> dict[str, tuple[str | None, str]]:
+def environment_differences(
+    meta: dict[str, Any] | None,
+) -> dict[str, tuple[str | None, str | None]]:
     """Return ``{name: (recorded, current)}`` for Python and each distribution the model uses.
 
     Only what differs is listed; a current version of None means the distribution is not
@@ -53,7 +55,7 @@ def environment_differences(meta: dict[str, Any] | None) -> dict[str, tuple[str 
     if not isinstance(model, dict):
         raise FormatError("metadata: 'environment.model' must be a mapping", member=_MEMBER)
     recorded.update(sorted(model.items()))
-    differences = {}
+    differences: dict[str, tuple[str | None, str | None]] = {}
     for name, version in recorded.items():
         if not isinstance(name, str) or not isinstance(version, str):
             raise FormatError(

@@ -106,8 +106,8 @@ def path_digest(path: str | os.PathLike[str]) -> tuple[str, int, float]:
             lines.append(f"{child.relative_to(path).as_posix()}\0{child_digest}\n")
             size += child_size
             mtime = max(mtime, child_mtime)
-    digest = hashlib.sha256("".join(sorted(lines)).encode("utf-8", "surrogateescape"))
-    return digest.hexdigest(), size, mtime
+    folder = hashlib.sha256("".join(sorted(lines)).encode("utf-8", "surrogateescape"))
+    return folder.hexdigest(), size, mtime
 
 
 def fingerprint(X: Any, y: Any = None) -> dict[str, Any]:

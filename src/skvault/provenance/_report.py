@@ -129,7 +129,7 @@ def check_output_folder(output: FileLike) -> None:
     """
     if not is_path(output):
         return
-    target = os.fspath(output)  # type: ignore[arg-type]
+    target = os.fspath(output)
     folder = os.path.dirname(os.path.abspath(target))
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise NotADirectoryError(errno.ENOTDIR, f"{folder} is not a folder", target)

@@ -302,7 +302,7 @@ def _opened(run: _Run) -> Any:
 
 def _display_name(file: FileLike) -> str:
     if is_path(file):
-        return os.fsdecode(os.fspath(file))  # type: ignore[arg-type]
+        return os.fsdecode(os.fspath(file))
     name = getattr(file, "name", None)
     return name if isinstance(name, str) else "<bytes>"
 

@@ -6,8 +6,8 @@ import base64
 import binascii
 import math
 import struct
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Collection, Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -96,12 +96,12 @@ def _decode_items(node: dict[str, Any], r: GraphReader, path: str, key: str = "i
 
 class ListReducer(Reducer):
     kind = "list"
-    types = (list,)
+    types: ClassVar[tuple[type, ...]] = (list,)
 
-    def reduce(self, obj: list, w: GraphWriter, path: str) -> dict[str, Any]:
+    def reduce(self, obj: Collection[Any], w: GraphWriter, path: str) -> dict[str, Any]:
         return {"items": encode_items(obj, w, path)}
 
-    def construct(self, node: dict[str, Any], r: GraphReader, path: str) -> list:
+    def construct(self, node: dict[str, Any], r: GraphReader, path: str) -> Collection[Any]:
         return _decode_items(node, r, path)
 
 
@@ -121,7 +121,7 @@ def _hashable(items: list, path: str, what: str) -> None:
             raise FormatError(f"{what} at {display_path(path)} holds an unhashable item") from None
 
 
-def _stable_order(items: set | frozenset) -> list:
+def _stable_order(items: Collection[Any]) -> list:
     """The items sorted, so that equal sets give equal files, when they can be compared.
 
     Mixed items fall back to their type and repr; items whose comparison or repr fails (numpy
@@ -142,12 +142,12 @@ def _stable_order(items: set | frozenset) -> list:
 
 class SetReducer(ListReducer):
     kind = "set"
-    types = (set,)
+    types: ClassVar[tuple[type, ...]] = (set,)
 
-    def reduce(self, obj: set, w: GraphWriter, path: str) -> dict[str, Any]:
+    def reduce(self, obj: Collection[Any], w: GraphWriter, path: str) -> dict[str, Any]:
         return {"items": encode_items(_stable_order(obj), w, path)}
 
-    def construct(self, node: dict[str, Any], r: GraphReader, path: str) -> set:
+    def construct(self, node: dict[str, Any], r: GraphReader, path: str) -> Collection[Any]:
         items = _decode_items(node, r, path)
         _hashable(items, path, "set")
         return set(items)
@@ -282,12 +282,12 @@ class ComplexReducer(Reducer):
 
 class BytesReducer(Reducer):
     kind = "bytes"
-    types = (bytes,)
+    types: ClassVar[tuple[type, ...]] = (bytes,)
 
     def reduce(self, obj: bytes, w: GraphWriter, path: str) -> dict[str, Any]:
         return {"base64": base64.b64encode(obj).decode("ascii")}
 
-    def construct(self, node: dict[str, Any], r: GraphReader, path: str) -> bytes:
+    def construct(self, node: dict[str, Any], r: GraphReader, path: str) -> bytes | bytearray:
         return decode_base64(node)
 
 

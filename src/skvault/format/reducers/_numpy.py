@@ -55,7 +55,7 @@ def _simple_dtype(descr: str) -> np.dtype:
     if not _SIMPLE_DTYPE.match(descr):
         raise FormatError(f"unsupported dtype {descr!r}")
     try:
-        dtype = np.lib.format.descr_to_dtype(descr)
+        dtype = np.lib.format.descr_to_dtype(descr)  # type: ignore[arg-type]  # (stub too narrow)
     except (TypeError, ValueError) as exc:
         raise FormatError(f"invalid dtype {descr!r}: {exc}") from None
     if dtype.hasobject:  # pragma: no cover - the pattern admits no object kind

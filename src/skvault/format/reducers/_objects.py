@@ -131,7 +131,7 @@ def refusal_reason(cls: type) -> str | None:
 OWN_KIND_BASES = (np.ndarray, np.generic, np.dtype, np.ufunc, np.random.Generator)
 
 
-def _class_to_build(r: GraphReader, name: str, path: object) -> type:
+def _class_to_build(r: GraphReader, name: str, path: object) -> type[Any]:
     """Resolve ``name`` (trust-checked) and return it if it is a class these nodes may build."""
     cls = r.resolve(name)
     if not isinstance(cls, type):
@@ -141,7 +141,7 @@ def _class_to_build(r: GraphReader, name: str, path: object) -> type:
             f"{name} at {display_path(path)} has a node kind of its own and cannot be built "
             "from an object or ext node"
         )
-    reason = refusal_reason(cls)
+    reason = refusal_reason(cls)  # type: ignore[arg-type]  # (mypy: a class is not Hashable)
     if reason is not None:
         raise FormatError(f"{name} at {display_path(path)} is {reason}")
     return cls
@@ -209,7 +209,7 @@ class ObjectReducer(Reducer):
 
     def reduce(self, obj: Any, w: GraphWriter, path: str) -> dict[str, Any]:
         cls = type(obj)
-        refusal = refusal_reason(cls)
+        refusal = refusal_reason(cls)  # type: ignore[arg-type]
         if refusal is not None:
             raise UnsupportedTypeError(display_path(path), qualified_name(cls), f"it is {refusal}")
         name = _importable_name(cls)
@@ -249,7 +249,7 @@ class ObjectReducer(Reducer):
         try:
             obj = r.preallocated()
             if obj is None:
-                obj = cls.__new__(cls)
+                obj = cls.__new__(cls)  # type: ignore[call-overload]
             if "item_keys" in node:
                 if not isinstance(obj, dict):
                     raise FormatError(f"{name} at {display_path(path)} is not a mapping")
@@ -274,7 +274,7 @@ class ObjectReducer(Reducer):
         name = node.get("type")
         cls = _class_to_build(r, name, name)  # type: ignore[arg-type]
         try:
-            return cls.__new__(cls)
+            return cls.__new__(cls)  # type: ignore[call-overload]
         except Exception as exc:
             raise InvalidStateError(name, str(name), f"creating it failed: {exc!r}") from None
 
@@ -373,7 +373,7 @@ class ExtensionReducer(Reducer):
             if form == "call":
                 obj = cls(*args)
             else:
-                obj = cls.__new__(cls)
+                obj = cls.__new__(cls)  # type: ignore[call-overload]
             if form == "cython":
                 if state is not None:
                     obj.__setstate_cython__(state)

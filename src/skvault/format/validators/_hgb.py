@@ -103,9 +103,9 @@ def concatenate_records(parts: list[np.ndarray]) -> np.ndarray:
     which costs more than the whole check on hundreds of small predictors.
     """
     try:  # the buffer protocol of contiguous arrays: one copy, no numpy call per part
-        raw = b"".join(parts)
+        raw = b"".join(parts)  # type: ignore[arg-type]  # (ndarray is a buffer)
     except (BufferError, TypeError):  # a strided part
-        raw = b"".join([np.ascontiguousarray(p) for p in parts])
+        raw = b"".join([np.ascontiguousarray(p) for p in parts])  # type: ignore[misc]
     return np.frombuffer(raw, dtype=parts[0].dtype)
 
 
