@@ -688,6 +688,32 @@ def test_stored_member_with_inconsistent_sizes(simple, delta):
     assert_refused(broken, FormatError, "inconsistent sizes|overlaps")
 
 
+def _without_padding(data: bytes) -> bytes:
+    """The same members, in the same order, rewritten by zipfile without alignment padding."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename), info.compress_type)
+    return out.getvalue()
+
+
+def test_array_data_must_be_aligned_in_the_file(simple):
+    unpadded = _without_padding(simple)  # every digest still matches
+    for mmap in (False, True):
+        with pytest.raises(FormatError, match="not 64-byte aligned in the file") as info:
+            skvault.load(io.BytesIO(unpadded), mmap=mmap)
+        assert "archive starts at byte" not in str(info.value)
+
+
+def test_artifact_after_other_data_says_where_the_archive_starts(simple):
+    with pytest.raises(FormatError, match="archive starts at byte 6 of this input"):
+        skvault.loads(b"HEADER" + simple)
+    # after 64 bytes (or any multiple) the arrays are still aligned: it loads
+    loaded = skvault.loads(bytes(64) + simple)
+    np.testing.assert_array_equal(loaded["big"], BIG)
+    np.testing.assert_array_equal(loaded["small"], SMALL)
+
+
 # -- zip bombs: bounded memory --------------------------------------------------------------------
 
 

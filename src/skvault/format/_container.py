@@ -709,11 +709,11 @@ class ContainerReader:
             )
         if not stored:
             if header_len % ALIGN:
-                raise FormatError("array data is not 64-byte aligned", member=name)
+                raise self._misaligned("array", name)
             return np.ndarray(shape, dtype, buffer=data, offset=header_len, order=order)
         data_offset = offset + header_len
         if data_offset % ALIGN:
-            raise FormatError("array data is not 64-byte aligned", member=name)
+            raise self._misaligned("array", name)
         if mmap and self._can_mmap():
             assert self._mmap is not None
             return np.ndarray(shape, dtype, buffer=self._mmap, offset=data_offset, order=order)
@@ -785,7 +785,7 @@ class ContainerReader:
         if info.compress_type == zipfile.ZIP_STORED:
             offset = self._data_offset(info, member.end_bound)
             if offset % ALIGN:
-                raise FormatError("buffer data is not 64-byte aligned", member=name)
+                raise self._misaligned("buffer", name)
             if mmap and self._can_mmap():
                 assert self._mmap is not None
                 # small arrays are mapped too, but their digest is still checked: unlike large
@@ -846,6 +846,17 @@ class ContainerReader:
             _verify(name, _sha256(data), expected)
         else:
             self._deferred.append((name, expected, _hash_pool().submit(_sha256, data).result))
+
+    def _misaligned(self, what: str, name: str) -> FormatError:
+        message = f"{what} data is not 64-byte aligned in the file"
+        start = min(info.header_offset for info in self._infos_by_name.values())
+        if start % ALIGN:
+            # an artifact appended to other data: its offsets are right, its alignment is not
+            message += (
+                f" (the archive starts at byte {start} of this input, not at a multiple of 64: "
+                "load the artifact from its own file or bytes)"
+            )
+        return FormatError(message, member=name)
 
     def _claim(self, name: str) -> _Member:
         """Return member ``name`` for use by one array node; a second use is refused."""
