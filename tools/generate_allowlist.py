@@ -27,7 +27,7 @@ from sklearn.base import BaseEstimator
 OUT = Path(__file__).resolve().parents[1] / "src" / "skvault" / "format" / "allowlist.txt"
 
 BUILTIN_TYPES = (
-    "bool int float complex str bytes bytearray object list tuple dict set frozenset slice"
+    "bool int float complex str bytes bytearray object list tuple dict set frozenset slice range"
 )
 BUILTIN_FUNCTIONS = "abs len max min round sum"
 MATH_FUNCTIONS = "ceil exp expm1 fabs floor log log10 log1p log2 sqrt"

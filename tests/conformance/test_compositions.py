@@ -196,6 +196,24 @@ def test_grid_search_with_scorers(clf_data):
     assert isinstance(loaded.cv_results_["param_logisticregression__C"], np.ma.MaskedArray)
 
 
+def test_searches_over_ranges(clf_data):
+    # range(...) is how most people write an integer grid; it loads with default trust
+    X, y = clf_data
+    grid = GridSearchCV(DecisionTreeClassifier(random_state=0), {"max_depth": range(1, 4)}, cv=3)
+    loaded = round_trip(grid.fit(X, y), X, y)
+    assert loaded.param_grid == {"max_depth": range(1, 4)}
+    assert loaded.best_params_ == grid.best_params_
+    randomized = RandomizedSearchCV(
+        DecisionTreeClassifier(random_state=0),
+        {"min_samples_leaf": range(1, 30, 3)},
+        n_iter=3,
+        cv=3,
+        random_state=0,
+    )
+    loaded = round_trip(randomized.fit(X, y), X, y)
+    assert loaded.param_distributions == {"min_samples_leaf": range(1, 30, 3)}
+
+
 def test_randomized_search_with_lists(clf_data):
     X, y = clf_data
     search = RandomizedSearchCV(

@@ -425,6 +425,38 @@ def test_ext_call_cannot_allocate_at_the_files_request():
         skvault.loads(data)
 
 
+def _range_node(args: list, construct: str = "call", **extra: object) -> bytes:
+    node = {"kind": "ext", "type": "builtins.range", "construct": construct, "args": args, **extra}
+    return craft(G([node], {"ref": 0}))
+
+
+def test_range_is_the_one_builtin_an_ext_node_calls():
+    assert skvault.loads(_range_node([1, 30, 3])) == range(1, 30, 3)
+    huge = {"kind": "int", "value": str(10**40)}
+    node = {"kind": "ext", "type": "builtins.range", "construct": "call", "args": [{"ref": 0}]}
+    big = craft(G([huge, node], {"ref": 1}))
+    assert skvault.loads(big) == range(10**40)  # three integers: no allocation, whatever they say
+
+
+@pytest.mark.parametrize(
+    ("args", "construct", "extra", "error", "match"),
+    [
+        ([1.5], "call", {}, InvalidStateError, "one to three integers"),
+        ([True], "call", {}, InvalidStateError, "one to three integers"),
+        (["3"], "call", {}, InvalidStateError, "one to three integers"),
+        ([], "call", {}, InvalidStateError, "one to three integers"),
+        ([1, 2, 3, 4], "call", {}, InvalidStateError, "one to three integers"),
+        ([1, 5, 0], "call", {}, InvalidStateError, "step is 0"),
+        ([1, 5], "call", {"state": 3}, InvalidStateError, "no state"),
+        ([], "new", {}, FormatError, "node kind of its own"),
+        ([], "cython", {}, FormatError, "node kind of its own"),
+    ],
+)
+def test_range_with_anything_but_integers_is_refused(args, construct, extra, error, match):
+    data = _range_node(args, construct, **extra)
+    assert_load_refused(data, error, match)
+
+
 # -- arrays: sizes, offsets, overlaps, headers ------------------------------------------------
 
 

@@ -11,9 +11,16 @@ import pytest
 import skops.io
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import GridSearchCV
+from sklearn.tree import DecisionTreeClassifier
 
 import skvault
-from skvault.errors import PickleNotAllowedError, SignatureError, UntrustedTypeError
+from skvault.errors import (
+    InvalidStateError,
+    PickleNotAllowedError,
+    SignatureError,
+    UntrustedTypeError,
+)
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +120,31 @@ def test_array_wrappers_outside_joblib_top_level_pickle_are_refused(tmp_path, co
     with pytest.raises(skvault.FormatError, match="joblib array wrapper inside"):
         skvault.load(path, allow_pickle=True)
     assert not skvault.audit(path).safe
+
+
+class _RangeOf:
+    """Pickles as a call of builtins.range with whatever arguments it is given."""
+
+    def __init__(self, *args):
+        self.args = args
+
+    def __reduce__(self):
+        return (range, self.args)
+
+
+def test_ranges_load_from_pickle_and_skops(iris):
+    X, y = iris
+    search = GridSearchCV(DecisionTreeClassifier(random_state=0), {"max_depth": range(1, 4)}, cv=3)
+    search.fit(X, y)
+    for data in (pickle.dumps(search, protocol=5), skops.io.dumps(search)):
+        loaded = skvault.load(data, allow_pickle=True)
+        assert loaded.param_grid == {"max_depth": range(1, 4)}
+        _same(loaded, search, X)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"), [((1.5,), "one to three integers"), ((1, 5, 0), "step is 0"), ((), "one")]
+)
+def test_range_from_a_pickle_takes_integers_only(args, match):
+    with pytest.raises(InvalidStateError, match=match):
+        skvault.load(pickle.dumps(_RangeOf(*args)), allow_pickle=True)

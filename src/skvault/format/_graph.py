@@ -206,6 +206,14 @@ class GraphWriter:
         self._depth += 1
         try:
             fields = reducer.reduce(obj, self, path)
+        except RecursionError:
+            # Python's own limit came first (each level costs several frames); the frame that
+            # catches this may itself be too deep to build the error, then the next one up does
+            raise UnsupportedTypeError(
+                display_path(path),
+                qualified_name(t),
+                f"the object is nested too deeply ({self._depth} levels)",
+            ) from None
         finally:
             self._depth -= 1
             del self._active[key]

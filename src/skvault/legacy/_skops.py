@@ -98,7 +98,7 @@ from ..format import TrustPolicy
 from ..format._container import _parse_npy_header, parse_json
 from ..format._trust import resolve
 from ..format.reducers._numpy import BIT_GENERATORS as _BIT_GENERATORS
-from ..format.reducers._objects import OWN_KIND_BASES, refusal_reason
+from ..format.reducers._objects import CALLED_BUILTINS, OWN_KIND_BASES, refusal_reason
 from ..format.validators import deferred_validation, validate, validate_built
 
 __all__ = ["SCHEMA", "Reference", "SkopsDocument", "SkopsLimits", "read_skops"]
@@ -1012,15 +1012,19 @@ def _json_depth(doc: Any, limit: int) -> int:
 # -- building ------------------------------------------------------------------------------------
 
 
-def _class_to_build(obj: Any, ref: Reference, where: str) -> Any:
-    """Check that a resolved name is a class these loaders may instantiate."""
+def _class_to_build(obj: Any, ref: Reference, where: str, *, call: bool = False) -> Any:
+    """Check that a resolved name is a class these loaders may instantiate.
+
+    ``call`` says the node calls the class with its arguments (a reduce node).
+    """
     if not isinstance(obj, type):
         raise _bad(
             where,
             f"{ref.full_name} is not a class: a {ref.kind} node only builds classes, it never "
             "calls a function with arguments from the file",
         )
-    if obj.__module__ == "builtins" or issubclass(obj, OWN_KIND_BASES):
+    called_builtin = call and obj in CALLED_BUILTINS
+    if (obj.__module__ == "builtins" and not called_builtin) or issubclass(obj, OWN_KIND_BASES):
         raise _bad(where, f"{ref.full_name} has a node kind of its own and cannot be built here")
     reason = refusal_reason(obj)  # type: ignore[arg-type]
     if reason is not None:
@@ -1300,7 +1304,7 @@ class _Builder:
             if len(args) > 2 or not all(type(a) in (int, float) for a in args):
                 raise _bad(node.where, "complex takes two real numbers")
             return complex(*args)
-        cls = _class_to_build(obj, ref, node.where)
+        cls = _class_to_build(obj, ref, node.where, call=True)
         validate(ref.full_name, _show(node.where), args, None)
         obj = self._call(ref, node.where, lambda: cls(*args))
         validate_built(ref.full_name, _show(node.where), obj)
@@ -1319,7 +1323,7 @@ class _Builder:
     def reduce(self, node: _Node) -> Any:
         ref = node.ref
         assert ref is not None
-        cls = _class_to_build(self.resolve(ref), ref, node.where)
+        cls = _class_to_build(self.resolve(ref), ref, node.where, call=True)
         args = self.build(node.fields["args"])
         if type(args) is not tuple:
             raise _bad(node.where, f"the constructor arguments of {ref.full_name} must be a tuple")

@@ -1242,6 +1242,12 @@ def _b_slice(args: tuple, where: str) -> slice:
     return slice(*args)
 
 
+def _b_range(args: tuple, where: str) -> range:
+    # the checks every reader shares (the .skv ext node and skops run the same validator)
+    validate("builtins.range", where, args, None)
+    return range(*args)
+
+
 _BUILTIN_CALLS: dict[str, Callable[[tuple, str], Any]] = {
     "builtins.set": _b_set,
     "builtins.frozenset": _b_frozenset,
@@ -1249,6 +1255,7 @@ _BUILTIN_CALLS: dict[str, Callable[[tuple, str], Any]] = {
     "builtins.bytes": _b_bytes,
     "builtins.complex": _b_complex,
     "builtins.slice": _b_slice,
+    "builtins.range": _b_range,
 }
 
 

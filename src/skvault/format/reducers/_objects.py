@@ -131,12 +131,21 @@ def refusal_reason(cls: type) -> str | None:
 OWN_KIND_BASES = (np.ndarray, np.generic, np.dtype, np.ufunc, np.random.Generator)
 
 
-def _class_to_build(r: GraphReader, name: str, path: object) -> type[Any]:
-    """Resolve ``name`` (trust-checked) and return it if it is a class these nodes may build."""
+# The one builtin type an ext node may call: a range is three integers and allocates nothing
+# (GridSearchCV's param_grid={"n_neighbors": range(1, 30)} holds one)
+CALLED_BUILTINS = (range,)
+
+
+def _class_to_build(r: GraphReader, name: str, path: object, *, call: bool = False) -> type[Any]:
+    """Resolve ``name`` (trust-checked) and return it if it is a class these nodes may build.
+
+    ``call`` says the node calls the class with its arguments (an ext node's ``"call"``).
+    """
     cls = r.resolve(name)
     if not isinstance(cls, type):
         raise FormatError(f"{name} at {display_path(path)} is not a class")
-    if cls.__module__ == "builtins" or issubclass(cls, OWN_KIND_BASES):
+    called_builtin = call and cls in CALLED_BUILTINS
+    if (cls.__module__ == "builtins" and not called_builtin) or issubclass(cls, OWN_KIND_BASES):
         raise FormatError(
             f"{name} at {display_path(path)} has a node kind of its own and cannot be built "
             "from an object or ext node"
@@ -365,7 +374,7 @@ class ExtensionReducer(Reducer):
         arg_values = expect(node, "args", is_list, "a list")
         if form != "call" and arg_values:
             raise FormatError(f"{name} at {display_path(path)}: only 'call' takes arguments")
-        cls = _class_to_build(r, name, path)
+        cls = _class_to_build(r, name, path, call=form == "call")
         args = tuple(r.value(v) for i, v in enumerate(arg_values))
         state = r.value(node.get("state"))
         validate(name, path, args, state)

@@ -1,4 +1,5 @@
-"""Other types whose compiled code trusts their fields: k-means centers, scipy's B-splines."""
+"""Other types whose code trusts their fields: k-means centers, scipy's B-splines; and the
+arguments of ``range``, the one builtin type a file may call (with integers only)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,18 @@ def _bspline(args: tuple, state: Any) -> None:
     if not (isinstance(extrapolate, bool) or extrapolate == "periodic"):
         fail(f"extrapolate = {extrapolate!r}, expected True, False or 'periodic'")
     integer(get(st, "axis"), "axis", lo=0, hi=c.ndim)
+
+
+@validator("builtins.range")
+def _range(args: tuple, state: Any) -> None:
+    # range() itself refuses most else; the rule is stated here so that every reader (the .skv
+    # ext node, skops, the restricted unpickler) refuses the same things with the same message
+    if not 1 <= len(args) <= 3 or not all(type(a) is int for a in args):
+        fail(
+            f"range takes one to three integers, not {len(args)} values of types "
+            f"{sorted({type(a).__name__ for a in args})}"
+        )
+    if len(args) == 3 and args[2] == 0:
+        fail("range's step is 0")
+    if state is not None and state != {}:
+        fail("range has no state to restore")
