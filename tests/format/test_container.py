@@ -820,6 +820,33 @@ def test_interrupted_dump_keeps_the_old_file(tmp_path):
     _failing_dump(tmp_path, Abort, Interrupts())
 
 
+
+class _Link:
+    def __init__(self, nxt):
+        self.next = nxt
+
+
+def _nested(depth: int) -> list:
+    top: list = []
+    inner = top
+    for _ in range(depth):
+        inner.append([])
+        inner = inner[0]
+    return top
+
+
+def test_dump_of_a_deeply_nested_object_is_refused_and_keeps_the_old_file(tmp_path):
+    # Python's recursion limit comes before skvault's own depth limit: still a clear error
+    _failing_dump(tmp_path, UnsupportedTypeError, _nested(5_000))
+    with pytest.raises(UnsupportedTypeError, match="nested too deeply"):
+        skvault.dumps(_nested(100_000))
+    chain = None
+    for _ in range(3_000):
+        chain = _Link(chain)
+    with pytest.raises(UnsupportedTypeError, match=r"_Link at .*next\.next.*nested too deeply"):
+        skvault.dumps(chain)
+    assert skvault.loads(skvault.dumps(_nested(100))) == _nested(100)
+
 def test_failed_dump_to_a_new_path_creates_nothing(tmp_path):
     with pytest.raises(UnsupportedTypeError):
         skvault.dump({"a": np.ones(100_000), "bad": lambda: 0}, tmp_path / "new.skv")
