@@ -820,7 +820,6 @@ def test_interrupted_dump_keeps_the_old_file(tmp_path):
     _failing_dump(tmp_path, Abort, Interrupts())
 
 
-
 class _Link:
     def __init__(self, nxt):
         self.next = nxt
@@ -846,6 +845,7 @@ def test_dump_of_a_deeply_nested_object_is_refused_and_keeps_the_old_file(tmp_pa
     with pytest.raises(UnsupportedTypeError, match=r"_Link at .*next\.next.*nested too deeply"):
         skvault.dumps(chain)
     assert skvault.loads(skvault.dumps(_nested(100))) == _nested(100)
+
 
 def test_failed_dump_to_a_new_path_creates_nothing(tmp_path):
     with pytest.raises(UnsupportedTypeError):
