@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -273,3 +275,23 @@ def test_cycles_are_refused_with_their_place():
     with pytest.raises(skvault.UnsupportedTypeError, match="cycle") as info:
         skvault.dumps(a)
     assert info.value.path == "[1]['self']"
+
+
+def test_a_class_from_the_saving_script_says_how_to_make_it_loadable(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import numpy as np, skvault\n"
+        "from sklearn.base import BaseEstimator\n"
+        "class Mine(BaseEstimator):\n"
+        "    def fit(self, X, y=None):\n"
+        "        self.mean_ = np.mean(X)\n"
+        "        return self\n"
+        "import pickle\n"
+        f"skvault.dump(Mine().fit([[1.0], [2.0]]), {str(tmp_path / 'mine.skv')!r})\n"
+        f"pickle.dump(Mine().fit([[1.0], [2.0]]), open({str(tmp_path / 'mine.pkl')!r}, 'wb'))\n"
+    )
+    subprocess.run([sys.executable, str(script)], check=True, timeout=120)
+    with pytest.raises(errors.FormatError, match="defined in the script that saved the file"):
+        skvault.load(tmp_path / "mine.skv", trusted=["__main__.Mine"])
+    with pytest.raises(errors.FormatError, match="defined in the script that saved the file"):
+        skvault.load(tmp_path / "mine.pkl", trusted=["__main__.Mine"], allow_pickle=True)

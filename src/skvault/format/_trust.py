@@ -89,6 +89,16 @@ class TrustPolicy:
         return name in self._names
 
 
+def missing_name_hint(module: str) -> str:
+    """Say why a name a file uses may be missing from this environment."""
+    if module == "__main__":
+        return (
+            "it was defined in the script that saved the file: define it in the loading script "
+            "too, or better, move it into a module both can import"
+        )
+    return "the file was probably written with other package versions"
+
+
 def resolve(name: str, policy: TrustPolicy) -> object:
     """Import and return the object ``name`` refers to, if ``policy`` trusts it.
 
@@ -106,5 +116,5 @@ def resolve(name: str, policy: TrustPolicy) -> object:
     except (ImportError, KeyError) as exc:
         raise FormatError(
             f"{name} is trusted but cannot be found in this environment ({exc!r}); "
-            "the file was probably written with other package versions"
+            + missing_name_hint(module_name)
         ) from exc

@@ -57,7 +57,7 @@ from ..errors import (
     UntrustedTypeError,
 )
 from ..format._files import FileLike, open_input
-from ..format._trust import TrustPolicy, default_allowlist, resolve
+from ..format._trust import TrustPolicy, default_allowlist, missing_name_hint, resolve
 from ..format.reducers._numpy import BIT_GENERATORS as _BIT_GENERATORS
 from ..format.reducers._objects import OWN_KIND_BASES, default_reduce, refusal_reason
 from ..format.validators import (
@@ -332,8 +332,8 @@ def _import_exact(module: str, name: str) -> Any:
         return vars(importlib.import_module(module))[name]
     except (ImportError, KeyError) as exc:
         raise FormatError(
-            f"{module}.{name} cannot be found in this environment ({_exc(exc)}); the file was "
-            "probably written with other package versions (a version problem, not a security one)"
+            f"{module}.{name} cannot be found in this environment ({_exc(exc)}); "
+            f"{missing_name_hint(module)} (not a security problem)"
         ) from None
 
 
