@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import io
 import pickle
 import subprocess
 import sys
+import typing
 
 import numpy as np
 import pytest
@@ -295,3 +297,22 @@ def test_a_class_from_the_saving_script_says_how_to_make_it_loadable(tmp_path):
         skvault.load(tmp_path / "mine.skv", trusted=["__main__.Mine"])
     with pytest.raises(errors.FormatError, match="defined in the script that saved the file"):
         skvault.load(tmp_path / "mine.pkl", trusted=["__main__.Mine"], allow_pickle=True)
+
+
+Pair = collections.namedtuple("Pair", ["left", "right"])
+
+
+class Span(typing.NamedTuple):
+    start: int
+    stop: float = 1.0
+
+
+def test_named_tuples_round_trip_when_their_class_is_trusted():
+    value = {"pair": Pair(np.arange(3), "b"), "span": Span(2)}
+    data = skvault.dumps(value)
+    names = sorted(f"{__name__}.{c}" for c in ("Pair", "Span"))
+    assert skvault.get_untrusted_types(data) == names
+    loaded = skvault.loads(data, trusted=names)
+    assert type(loaded["pair"]) is Pair and type(loaded["span"]) is Span
+    np.testing.assert_array_equal(loaded["pair"].left, value["pair"].left)
+    assert loaded["pair"].right == "b" and loaded["span"] == Span(2, 1.0)

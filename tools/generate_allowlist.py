@@ -82,6 +82,8 @@ SKLEARN_EXTRA_CLASSES = [
     "sklearn.calibration._CalibratedClassifier",
     # a ColumnTransformer's column choice: selects columns by dtype and name pattern
     "sklearn.compose._column_transformer.make_column_selector",
+    # IterativeImputer.imputation_sequence_: named tuples (feature, its predictors, estimator)
+    "sklearn.impute._iterative._ImputerTriplet",
 ]
 # private pure functions that estimators keep as fitted state: BisectingKMeans keeps the k-means
 # solver it ran (`_kmeans_single`); numeric computations on arrays, no I/O, no callbacks

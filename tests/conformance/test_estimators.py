@@ -23,6 +23,10 @@ from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.cluster import Birch
 from sklearn.datasets import make_blobs
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.experimental import (  # noqa: F401 - all_estimators() then lists these too
+    enable_halving_search_cv,
+    enable_iterative_imputer,
+)
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics.pairwise import linear_kernel, pairwise_distances

@@ -304,8 +304,23 @@ class ObjectReducer(Reducer):
 _CONSTRUCT = ("call", "new", "cython")
 
 
+def _is_named_tuple(cls: type) -> bool:
+    """Whether ``cls`` was made by ``collections.namedtuple`` (or ``typing.NamedTuple``)."""
+    fields = getattr(cls, "_fields", None)
+    return (
+        issubclass(cls, tuple)
+        and isinstance(fields, tuple)
+        and all(type(f) is str for f in fields)
+        and callable(getattr(cls, "_make", None))
+    )
+
+
 def _ext_form(obj: Any) -> tuple[str, tuple, Any] | None:
     cls = type(obj)
+    if _is_named_tuple(cls):
+        # pickled as copyreg.__newobj__(cls, *fields); cls(*fields) builds the same tuple
+        # (IterativeImputer's imputation_sequence_ holds such triplets)
+        return "call", tuple(obj), None
     try:
         rv = obj.__reduce_ex__(2)
     except Exception:
@@ -342,7 +357,7 @@ class ExtensionReducer(Reducer):
     def accepts(self, obj: object) -> bool:
         cls = type(obj)
         return (
-            not default_reduce(cls)
+            (not default_reduce(cls) or _is_named_tuple(cls))
             and not _is_function_like(obj)
             and _importable_name(cls) is not None
             and _ext_form(obj) is not None
