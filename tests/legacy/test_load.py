@@ -11,6 +11,8 @@ import pytest
 import skops.io
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+from sklearn.impute import IterativeImputer
 from sklearn.model_selection import GridSearchCV
 from sklearn.tree import DecisionTreeClassifier
 
@@ -148,3 +150,21 @@ def test_ranges_load_from_pickle_and_skops(iris):
 def test_range_from_a_pickle_takes_integers_only(args, match):
     with pytest.raises(InvalidStateError, match=match):
         skvault.load(pickle.dumps(_RangeOf(*args)), allow_pickle=True)
+
+
+def test_iterative_imputer_and_its_named_tuples_load_from_pickle_and_joblib():
+    from sklearn.impute._iterative import _ImputerTriplet
+
+    rng = np.random.default_rng(0)
+    X = np.where(rng.random((30, 3)) > 0.8, np.nan, rng.random((30, 3)))
+    imputer = IterativeImputer(max_iter=3, random_state=0).fit(X)
+    buf = io.BytesIO()
+    joblib.dump(imputer, buf)
+    for data in (pickle.dumps(imputer, protocol=5), buf.getvalue()):
+        loaded = skvault.load(data, allow_pickle=True)
+        assert type(loaded.imputation_sequence_[0]) is _ImputerTriplet
+        np.testing.assert_array_equal(loaded.transform(X), imputer.transform(X))
+    # NEWOBJ of the named tuple with two of its three fields
+    two_fields = b"\x80\x02csklearn.impute._iterative\n_ImputerTriplet\nK\x01K\x02\x86\x81."
+    with pytest.raises(InvalidStateError, match="_ImputerTriplet"):
+        skvault.load(two_fields, allow_pickle=True)

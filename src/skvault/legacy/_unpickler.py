@@ -59,7 +59,12 @@ from ..errors import (
 from ..format._files import FileLike, open_input
 from ..format._trust import TrustPolicy, default_allowlist, missing_name_hint, resolve
 from ..format.reducers._numpy import BIT_GENERATORS as _BIT_GENERATORS
-from ..format.reducers._objects import OWN_KIND_BASES, default_reduce, refusal_reason
+from ..format.reducers._objects import (
+    OWN_KIND_BASES,
+    default_reduce,
+    is_named_tuple,
+    refusal_reason,
+)
 from ..format.validators import (
     BATCH_VALIDATORS,
     VALIDATORS,
@@ -579,6 +584,8 @@ class _RestrictedUnpickler(pickle._Unpickler):
         self._check_buildable(cls, name, where)
         if args:
             check = self._args_check(name)
+            if check is None and is_named_tuple(cls):
+                check = _any_args  # its fields (pickle passes them to __new__, as a .skv "call")
             if check is None:
                 raise _fail(where, f"{name}.__new__ is given arguments {_describe(args)}")
             check(args, where, name)

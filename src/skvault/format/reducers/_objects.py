@@ -29,7 +29,7 @@ from .._trust import is_valid_name
 from ..validators import validate, validate_built
 from ._builtins import decode_dict, dict_children, encode_dict, encode_items, is_list
 
-__all__ = ["OWN_KIND_BASES", "REDUCERS", "default_reduce", "refusal_reason"]
+__all__ = ["OWN_KIND_BASES", "REDUCERS", "default_reduce", "is_named_tuple", "refusal_reason"]
 
 _FUNCTION_TYPES = (
     types.FunctionType,
@@ -304,7 +304,7 @@ class ObjectReducer(Reducer):
 _CONSTRUCT = ("call", "new", "cython")
 
 
-def _is_named_tuple(cls: type) -> bool:
+def is_named_tuple(cls: type) -> bool:
     """Whether ``cls`` was made by ``collections.namedtuple`` (or ``typing.NamedTuple``)."""
     fields = getattr(cls, "_fields", None)
     return (
@@ -317,7 +317,7 @@ def _is_named_tuple(cls: type) -> bool:
 
 def _ext_form(obj: Any) -> tuple[str, tuple, Any] | None:
     cls = type(obj)
-    if _is_named_tuple(cls):
+    if is_named_tuple(cls):
         # pickled as copyreg.__newobj__(cls, *fields); cls(*fields) builds the same tuple
         # (IterativeImputer's imputation_sequence_ holds such triplets)
         return "call", tuple(obj), None
@@ -357,7 +357,7 @@ class ExtensionReducer(Reducer):
     def accepts(self, obj: object) -> bool:
         cls = type(obj)
         return (
-            (not default_reduce(cls) or _is_named_tuple(cls))
+            (not default_reduce(cls) or is_named_tuple(cls))
             and not _is_function_like(obj)
             and _importable_name(cls) is not None
             and _ext_form(obj) is not None
