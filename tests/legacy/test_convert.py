@@ -228,6 +228,20 @@ def test_cli_convert(forest: Any, tmp_path: Path) -> None:
     np.testing.assert_array_equal(skvault.load(tmp_path / "f.skv").predict(X), model.predict(X))
 
 
+def test_output_in_a_missing_folder_is_named_in_the_error(forest: Any, tmp_path: Path) -> None:
+    model, _ = forest
+    src = tmp_path / "forest.pkl"
+    src.write_bytes(pickle.dumps(model))
+    target = tmp_path / "missing" / "f.skv"
+    with pytest.raises(FileNotFoundError) as info:  # the API keeps the error's own type
+        skvault.dump(model, target)
+    assert info.value.filename == str(target)
+    result = CliRunner().invoke(cli, ["convert", str(src), str(target)])
+    assert result.exit_code == 1
+    assert f"cannot write {target}: No such file or directory" in result.output
+    assert sorted(os.listdir(tmp_path)) == ["forest.pkl"]
+
+
 def test_cli_convert_refusal_lists_names(tmp_path: Path, marker: Path) -> None:
     src = tmp_path / "evil.pkl"
     src.write_bytes(pickle.dumps([_System(marker)]))

@@ -10,6 +10,7 @@ import click
 
 from .._version import __version__
 from ..errors import FormatError, SkvaultError, UnsupportedTypeError, UntrustedTypeError
+from ..format._files import is_output_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,8 +41,9 @@ def reports_errors(fn: F) -> F:
         except (FormatError, UnsupportedTypeError, SkvaultError) as exc:
             raise Failure(f"{type(exc).__name__}: {exc}") from None
         except OSError as exc:
+            verb = "write" if is_output_error(exc) else "read"
             raise Failure(
-                f"cannot read {exc.filename or 'the file'}: {exc.strerror or exc}"
+                f"cannot {verb} {exc.filename or 'the file'}: {exc.strerror or exc}"
             ) from None
 
     return wrapper  # type: ignore[return-value]

@@ -13,7 +13,7 @@ from ..errors import FormatError
 
 FileLike = Union[str, "os.PathLike[str]", IO[bytes], bytes]
 
-__all__ = ["FileLike", "atomic_output", "is_path", "open_input"]
+__all__ = ["FileLike", "atomic_output", "is_output_error", "is_path", "open_input"]
 
 
 def is_path(file: object) -> TypeGuard[str | os.PathLike[str]]:
@@ -78,6 +78,11 @@ class _ReadintoFromRead(io.BufferedIOBase):
         return self._fh.tell()
 
 
+def is_output_error(exc: OSError) -> bool:
+    """Whether ``exc`` is `atomic_output` failing to create the output file."""
+    return getattr(exc, "skvault_output", False) is True
+
+
 def _seekable(fh: object) -> bool:
     try:
         return bool(fh.seekable())  # type: ignore[attr-defined]
@@ -103,7 +108,13 @@ def atomic_output(file: FileLike) -> Iterator[IO[bytes]]:
         return
     target = os.fspath(file)
     folder = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(prefix=".skv-", suffix=".tmp", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".skv-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        # the same error, named after the target: the temporary name means nothing to callers
+        error = type(exc)(exc.errno, exc.strerror, target)
+        error.skvault_output = True  # type: ignore[attr-defined]
+        raise error from None
     try:
         # mkstemp makes the file private (0600); give it the mode the target has or a plain one
         try:
