@@ -11,12 +11,14 @@ import typing
 
 import numpy as np
 import pytest
+import skops.io
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
 import skvault
+from conformance._user_estimator import ShrunkCentroidClassifier
 from skvault import errors
 
 
@@ -316,3 +318,25 @@ def test_named_tuples_round_trip_when_their_class_is_trusted():
     assert type(loaded["pair"]) is Pair and type(loaded["span"]) is Span
     np.testing.assert_array_equal(loaded["pair"].left, value["pair"].left)
     assert loaded["pair"].right == "b" and loaded["span"] == Span(2, 1.0)
+
+
+def test_untrusted_types_of_a_skops_file(forest, iris):
+    X, y = iris
+    mine = ShrunkCentroidClassifier(random_state=0).fit(X, y)
+    name = f"{ShrunkCentroidClassifier.__module__}.ShrunkCentroidClassifier"
+    data = skops.io.dumps({"forest": forest, "mine": mine})
+    assert skvault.get_untrusted_types(data) == [name]  # what load then refuses
+    with pytest.raises(errors.UntrustedTypeError):
+        skvault.load(data)
+    loaded = skvault.load(data, trusted=[name])
+    np.testing.assert_array_equal(loaded["mine"].predict(X), mine.predict(X))
+
+
+@pytest.mark.parametrize("kind", ["pickle", "skops"])
+def test_inspecting_a_legacy_file_points_to_audit_and_convert(forest, kind):
+    data = pickle.dumps(forest) if kind == "pickle" else skops.io.dumps(forest)
+    with pytest.raises(errors.FormatError, match=f"this is a {kind} file.*skvault audit"):
+        skvault.inspect(data)
+    if kind == "pickle":
+        with pytest.raises(errors.FormatError, match="skvault audit"):
+            skvault.get_untrusted_types(data)
