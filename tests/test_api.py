@@ -333,10 +333,13 @@ def test_untrusted_types_of_a_skops_file(forest, iris):
 
 
 @pytest.mark.parametrize("kind", ["pickle", "skops"])
-def test_inspecting_a_legacy_file_points_to_audit_and_convert(forest, kind):
+def test_reading_a_legacy_file_as_an_artifact_points_to_audit_and_convert(forest, kind):
     data = pickle.dumps(forest) if kind == "pickle" else skops.io.dumps(forest)
-    with pytest.raises(errors.FormatError, match=f"this is a {kind} file.*skvault audit"):
-        skvault.inspect(data)
+    readers = [skvault.inspect, skvault.read_metadata, skvault.report, skvault.diff]
     if kind == "pickle":
-        with pytest.raises(errors.FormatError, match="skvault audit"):
-            skvault.get_untrusted_types(data)
+        readers.append(skvault.get_untrusted_types)
+    hint = f"{kind}.*skvault audit FILE.*skvault convert"
+    for read in readers:
+        args = (data, data) if read is skvault.diff else (data,)
+        with pytest.raises(errors.FormatError, match=hint):
+            read(*args)

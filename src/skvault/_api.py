@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterable, Mapping
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 from . import provenance
-from .errors import FormatError, SignatureError
+from .errors import SignatureError
 from .format import TrustPolicy, open_artifact, write_artifact
 from .format._files import FileLike, open_input
 from .format._signing import PublicKeyLike, check_signature, signature_info
@@ -313,18 +313,6 @@ def _load(
 
 # what detect_file reports for files the .skv reader reads (or explains why it cannot)
 _SKV_KINDS = frozenset({"skv", "zip", "empty", "unknown"})
-_NOT_SKV = (
-    "this is a {kind} file, not a .skv artifact: `skvault audit FILE` (skvault.audit) lists what "
-    "it references without loading it, and `skvault convert FILE OUT.skv` turns it into one"
-)
-
-
-def _skv_or_skops(fh: IO[bytes]) -> str:
-    """Return "skv" or "skops" for a file the .skv readers may look into, else explain."""
-    kind = detect_file(fh)
-    if kind != "skops" and kind not in _SKV_KINDS:
-        raise FormatError(_NOT_SKV.format(kind=kind))
-    return "skops" if kind == "skops" else "skv"
 
 
 def _has_golden(meta: dict[str, Any] | None) -> bool:
@@ -370,7 +358,7 @@ def get_untrusted_types(file: FileLike) -> list[str]:
         reference).
     """
     with open_input(file) as fh:
-        if _skv_or_skops(fh) == "skops":
+        if detect_file(fh) == "skops":
             from .legacy._skops import read_skops
 
             return read_skops(fh).untrusted(TrustPolicy())
@@ -396,11 +384,8 @@ def inspect(file: FileLike) -> dict[str, Any]:
         ``params`` and ``signature`` (None, ``{"algorithm", "key_id"}`` of the signer — not
         checked against any key, see `verify` — or ``{"error": message}`` when malformed).
     """
-    with open_input(file) as fh:
-        if _skv_or_skops(fh) == "skops":
-            raise FormatError(_NOT_SKV.format(kind="skops"))
-        with open_artifact(fh) as artifact:
-            report = artifact.describe()
+    with open_artifact(file) as artifact:
+        report = artifact.describe()
         try:
             report["signature"] = signature_info(artifact.container)
         except SignatureError as exc:

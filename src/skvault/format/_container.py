@@ -411,7 +411,9 @@ class ContainerReader:
         try:
             self._zip = zipfile.ZipFile(fh, "r")
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
-            raise FormatError(f"not a .skv file (not a readable zip archive: {exc})") from None
+            raise FormatError(
+                f"not a .skv file (not a readable zip archive: {exc}){_legacy_hint(fh)}"
+            ) from None
         except (ValueError, struct.error, OverflowError, IndexError) as exc:
             raise FormatError(f"not a .skv file (corrupt zip structure: {exc})") from None
         self._mmap: _mmap.mmap | None = None
@@ -445,7 +447,10 @@ class ContainerReader:
             infos_by_name[info.filename] = info
         manifest_info = infos_by_name.get(MANIFEST)
         if manifest_info is None:
-            raise FormatError("not a .skv file: it has no manifest.json")
+            hint = ""
+            if "schema.json" in infos_by_name:
+                hint = f" (it is a skops file, which skvault.load reads: {_LEGACY_TOOLS})"
+            raise FormatError(f"not a .skv file: it has no manifest.json{hint}")
         if manifest_info.compress_type != zipfile.ZIP_STORED:
             raise FormatError("manifest.json must be stored uncompressed", member=MANIFEST)
         if manifest_info.file_size > self.limits.manifest:
@@ -933,6 +938,27 @@ def _first_mismatch(pending: list[tuple[str, str, Callable[[], str]]]) -> Integr
 def _expansion_bound(info: zipfile.ZipInfo, limits: Limits) -> int:
     """The largest uncompressed size a compressed member of this size may declare."""
     return max(info.compress_size, 1024) * limits.ratio(info.compress_type, info.filename)
+
+
+_LEGACY_TOOLS = (
+    "`skvault audit FILE` lists what it references and `skvault convert FILE OUT.skv` turns it "
+    "into a .skv"
+)
+
+
+def _legacy_hint(fh: IO[bytes]) -> str:
+    """A pointer to the legacy tools for a file that starts like a pickle (protocol 2 or later)."""
+    try:
+        fh.seek(0)
+        first = fh.read(1)
+    except (OSError, ValueError):
+        return ""
+    if first != b"\x80":
+        return ""
+    return (
+        f" (it starts like a pickle or joblib file: {_LEGACY_TOOLS}; "
+        "skvault.load(FILE, allow_pickle=True) reads it through the restricted unpickler)"
+    )
 
 
 def _aligned_bytes(size: int) -> memoryview:
