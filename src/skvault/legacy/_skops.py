@@ -98,7 +98,7 @@ from ..format import TrustPolicy
 from ..format._container import _parse_npy_header, parse_json
 from ..format._trust import resolve
 from ..format.reducers._numpy import BIT_GENERATORS as _BIT_GENERATORS
-from ..format.reducers._objects import CALLED_BUILTINS, OWN_KIND_BASES, refusal_reason
+from ..format.reducers._objects import has_own_kind, refusal_reason
 from ..format.validators import deferred_validation, validate, validate_built
 
 __all__ = ["SCHEMA", "Reference", "SkopsDocument", "SkopsLimits", "read_skops"]
@@ -1023,10 +1023,9 @@ def _class_to_build(obj: Any, ref: Reference, where: str, *, call: bool = False)
             f"{ref.full_name} is not a class: a {ref.kind} node only builds classes, it never "
             "calls a function with arguments from the file",
         )
-    called_builtin = call and obj in CALLED_BUILTINS
-    if (obj.__module__ == "builtins" and not called_builtin) or issubclass(obj, OWN_KIND_BASES):
+    if has_own_kind(obj, call=call):
         raise _bad(where, f"{ref.full_name} has a node kind of its own and cannot be built here")
-    reason = refusal_reason(obj)  # type: ignore[arg-type]
+    reason = refusal_reason(obj)
     if reason is not None:
         raise _bad(where, f"{ref.full_name} is {reason}")
     return obj

@@ -29,7 +29,14 @@ from .._trust import is_valid_name
 from ..validators import validate, validate_built
 from ._builtins import decode_dict, dict_children, encode_dict, encode_items, is_list
 
-__all__ = ["OWN_KIND_BASES", "REDUCERS", "default_reduce", "is_named_tuple", "refusal_reason"]
+__all__ = [
+    "OWN_KIND_BASES",
+    "REDUCERS",
+    "default_reduce",
+    "has_own_kind",
+    "is_named_tuple",
+    "refusal_reason",
+]
 
 _FUNCTION_TYPES = (
     types.FunctionType,
@@ -133,7 +140,15 @@ OWN_KIND_BASES = (np.ndarray, np.generic, np.dtype, np.ufunc, np.random.Generato
 
 # The one builtin type an ext node may call: a range is three integers and allocates nothing
 # (GridSearchCV's param_grid={"n_neighbors": range(1, 30)} holds one)
-CALLED_BUILTINS = (range,)
+_CALLED_BUILTINS = (range,)
+
+
+def has_own_kind(cls: type, *, call: bool = False) -> bool:
+    """Whether objects of ``cls`` are built only by a node kind of their own, never by an object
+    or ext node; ``call`` says the node would call the class with its arguments."""
+    if cls.__module__ == "builtins":
+        return not (call and cls in _CALLED_BUILTINS)
+    return issubclass(cls, OWN_KIND_BASES)
 
 
 def _class_to_build(r: GraphReader, name: str, path: object, *, call: bool = False) -> type[Any]:
@@ -144,13 +159,12 @@ def _class_to_build(r: GraphReader, name: str, path: object, *, call: bool = Fal
     cls = r.resolve(name)
     if not isinstance(cls, type):
         raise FormatError(f"{name} at {display_path(path)} is not a class")
-    called_builtin = call and cls in CALLED_BUILTINS
-    if (cls.__module__ == "builtins" and not called_builtin) or issubclass(cls, OWN_KIND_BASES):
+    if has_own_kind(cls, call=call):
         raise FormatError(
             f"{name} at {display_path(path)} has a node kind of its own and cannot be built "
             "from an object or ext node"
         )
-    reason = refusal_reason(cls)  # type: ignore[arg-type]  # (mypy: a class is not Hashable)
+    reason = refusal_reason(cls)
     if reason is not None:
         raise FormatError(f"{name} at {display_path(path)} is {reason}")
     return cls
