@@ -208,7 +208,9 @@ def load(
     mmap : bool, default=False
         Memory-map uncompressed arrays instead of reading them: loading is near instant and
         the arrays are read-only views of the file. Their digests are then not checked at load
-        (that would read every page); the graph and every other member still are.
+        (that would read every page); the graph and every other member still are. Meant for
+        prediction: to train further (``warm_start``, ``partial_fit``), load without it, as
+        training writes into the arrays.
     on_mismatch : {"warn", "error", "ignore"}, default="warn"
         What to do when a recorded version differs from the running one: warn with
         `VersionMismatchWarning`, raise `EnvironmentMismatchError` before building anything,
