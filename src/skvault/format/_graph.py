@@ -366,18 +366,16 @@ class GraphReader:
         """Return every fully qualified name the graph asks to resolve, sorted and unique."""
         by_kind = self.registry.by_kind
         naming = self.registry.naming_kinds
-        first: dict[str, int] = {}  # each name, and the first node that asks for it
+        names: set[str] = set()
         for index, node in enumerate(self.nodes):
             kind = node["kind"]
             if kind in naming:
                 for name in by_kind[kind].globals(node):
-                    if type(name) is not str:
+                    # each distinct name is checked once: hundreds of nodes share a few types
+                    if type(name) is not str or (name not in names and not is_valid_name(name)):
                         raise FormatError(f"graph node {index} names a malformed global {name!r}")
-                    first.setdefault(name, index)
-        for name, index in first.items():
-            if not is_valid_name(name):
-                raise FormatError(f"graph node {index} names a malformed global {name!r}")
-        return sorted(first)
+                    names.add(name)
+        return sorted(names)
 
     def construct(self, policy: TrustPolicy, *, mmap: bool = False) -> Any:
         """Audit every global against ``policy``, then build and return the root object.
